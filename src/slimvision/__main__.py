@@ -1,0 +1,3 @@
+from slimvision.cli import main
+
+main()

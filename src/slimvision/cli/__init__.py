@@ -1,0 +1,47 @@
+"""The `slimvision` command: a thin Typer app; every command calls the library and prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from typer.exceptions import TyperException
+
+from slimvision.cli import core  # noqa: F401  (registers commands)
+from slimvision.cli.app import app, err_console
+from slimvision.errors import SlimvisionError
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; errors become one red line on stderr."""
+    try:
+        result = app(args=argv, prog_name="slimvision", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except SlimvisionError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("[red]aborted[/red]")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]; long jobs continue with --resume")
+        return 130
+    except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
+        err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except Exception as exc:  # last resort: one line instead of a traceback, unless debugging
+        if os.environ.get("SLIMVISION_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {message} (set SLIMVISION_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        return 1
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+__all__ = ["app", "main", "run"]

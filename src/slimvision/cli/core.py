@@ -1,0 +1,133 @@
+"""Foundation commands: models, profile, train, eval, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from slimvision.cli.app import app, console, print_json
+from slimvision.errors import ConfigError
+
+
+@app.command("models")
+def models_command(json_output: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """List the model zoo."""
+    from slimvision.models import list_models
+
+    names = list_models()
+    if json_output:
+        print_json(names)
+        return
+    table = Table(title="slimvision model zoo")
+    table.add_column("name")
+    for name in names:
+        table.add_row(name)
+    console.print(table)
+
+
+@app.command("profile")
+def profile_command(
+    model: str = typer.Argument(..., help="Zoo model name or a saved model directory."),
+    input_size: Optional[tuple[int, int, int]] = typer.Option(None, "--input-size", help="C H W (default: the artifact's data, else 3 32 32)."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes for a zoo model (default 10)."),
+    batch_size: Optional[list[int]] = typer.Option(None, "--batch-size", help="Batch size to time; repeat for several (default 1 and 32)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
+    repeats: int = typer.Option(20, "--repeats", help="Timed runs per batch size (median and p90 reported)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+) -> None:
+    """Measure params, MACs, latency (median/p90) and peak memory of a model."""
+    from slimvision.io import resolve_model
+    from slimvision.measure import profile
+
+    module, arch, meta = resolve_model(model, num_classes=num_classes, in_chans=input_size[0] if input_size else None)
+    if input_size is None:
+        data = meta.get("data")
+        input_size = (data["in_chans"], data["image_size"], data["image_size"]) if data else (3, 32, 32)
+    if min(input_size) < 1:
+        raise ConfigError(f"--input-size must be positive, got {input_size}")
+    batches = tuple(batch_size) if batch_size else (1, 32)
+    result = profile(module, tuple(input_size), name=arch.model if meta == {} else model, batch_sizes=batches, threads=threads, repeats=repeats)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        console.print(result.to_table())
+
+
+@app.command("train")
+def train_command(
+    out: Path = typer.Option(..., "--out", help="Run directory: checkpoints/, run.json and the final model artifact."),
+    model: Optional[str] = typer.Option(None, "--model", help="Zoo model name (see `slimvision models`)."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | imagefolder | synthetic."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (default) or adamw."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: 0.1 sgd, 1e-3 adamw)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay (default: 5e-4 sgd, 0.05 adamw)."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="Label smoothing (default 0)."),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Keep an EMA of the weights with this decay and save it."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0); same seed, same weights."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every K epochs (default 1)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
+    json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+) -> None:
+    """Train a zoo model; checkpoints every K epochs and resumes exactly with --resume."""
+    from slimvision.train.config import TrainConfig
+    from slimvision.train.run import RunSpec, load_run_spec, train_run
+
+    options = {
+        "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
+        "label_smoothing": label_smoothing, "ema_decay": ema_decay, "seed": seed, "save_every": save_every,
+    }
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        spec = load_run_spec(out)
+        recorded = {"model": spec.model, "data": spec.data, "image_size": spec.image_size, **spec.config.to_dict()}
+        asked = {"model": model, "data": data, "image_size": image_size, **given}
+        for key, value in asked.items():
+            if value is not None and recorded.get(key) != value:
+                raise ConfigError(f"--resume: {key}={value!r} differs from the run's recorded {recorded.get(key)!r} in {out / 'run.json'}")
+    else:
+        if model is None or data is None:
+            raise ConfigError("train needs --model and --data (or --resume with an existing --out)")
+        spec = RunSpec(model, data, image_size, data_root, config=TrainConfig(**given))
+    metrics = train_run(spec, out, resume=resume)
+    if json_output:
+        print_json(metrics)
+    else:
+        console.print(f"[green]trained[/green] {spec.model} on {spec.data}: test accuracy {metrics['accuracy']:.4f} -> {out}")
+
+
+@app.command("eval")
+def eval_command(
+    model_dir: Path = typer.Argument(..., help="A saved model directory."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the one recorded in meta.json)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
+    split: str = typer.Option("test", "--split", help="train | val | test."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Override the recorded image size."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON (accuracy in 0..1)."),
+) -> None:
+    """Top-1/top-5 accuracy of a saved model; preprocessing comes from its record."""
+    from slimvision.measure.evaluate import evaluate_artifact
+
+    result = evaluate_artifact(model_dir, data, split, image_size, data_root)
+    if json_output:
+        print_json(result)
+    else:
+        console.print(f"{model_dir}: top-1 accuracy {result['accuracy']:.4f} on {result['data']} {split} ({result['samples']} images)")
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes its models and report."),
+    epochs: int = typer.Option(15, "--epochs", help="Training epochs for the digits model."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Train on the bundled digits data, measure the model, and write a report (about a minute on 2 cores)."""
+    from slimvision.pipeline.demo import run_demo
+
+    run_demo(out, epochs=epochs, seed=seed, console=console)

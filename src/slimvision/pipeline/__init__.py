@@ -1,0 +1,1 @@
+"""Composes the verbs into jobs (the demo, recipes); verbs never import this package."""

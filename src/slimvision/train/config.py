@@ -1,0 +1,61 @@
+"""Training configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from slimvision.errors import ConfigError
+
+DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; recorded in meta.json and checked on resume."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float | None = None  # None -> DEFAULT_LR[optimizer]
+    momentum: float = 0.9
+    weight_decay: float | None = None  # None -> DEFAULT_WEIGHT_DECAY[optimizer]
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None
+    augment: bool = True  # random shifts of up to 1/8 of the image side
+    seed: int = 0
+    save_every: int = 1  # checkpoint every N epochs (0 = only the last)
+    grad_clip: float | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in DEFAULT_LR:
+            raise ConfigError(f"optimizer must be one of {sorted(DEFAULT_LR)}, got {self.optimizer!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        if self.weight_decay is None:
+            self.weight_decay = DEFAULT_WEIGHT_DECAY[self.optimizer]
+        if self.lr <= 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.lr}")
+        if self.save_every < 0:
+            raise ConfigError(f"save-every must be >= 0, got {self.save_every}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"EMA decay must be in (0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,84 @@
+"""`train_run`: the train verb end to end (data + zoo model + Trainer + artifact), resumable."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slimvision.data import get_dataset
+from slimvision.errors import ConfigError
+from slimvision.io import ArchSpec, atomic_write_json, read_json, write_artifact_files
+from slimvision.measure import accuracy, count_macs, count_params
+from slimvision.models import MODELS
+from slimvision.train.checkpoint import checkpoint_dirs
+from slimvision.train.config import TrainConfig
+from slimvision.train.trainer import Trainer, seed_everything
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class RunSpec:
+    """What to train on what: recorded in `run.json` so `resume` needs only the directory."""
+
+    model: str
+    data: str
+    image_size: int | None = None
+    data_root: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        return cls(**{**data, "config": TrainConfig(**data["config"])})
+
+
+def load_run_spec(out_dir: str | Path) -> RunSpec:
+    return RunSpec.from_dict(read_json(Path(out_dir) / RUN_FILE))
+
+
+def train_run(spec: RunSpec, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train `spec` into `out_dir` (checkpoints + final artifact); returns the metrics written to meta.json."""
+    out_dir = Path(out_dir)
+    if spec.model not in MODELS:
+        raise ConfigError(f"unknown model {spec.model!r}; known: {', '.join(MODELS.names())}")
+    if not resume and checkpoint_dirs(out_dir):
+        raise ConfigError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    train_set = get_dataset(spec.data, "train", spec.image_size, root=spec.data_root)
+    val_set = get_dataset(spec.data, "val", spec.image_size, root=spec.data_root)
+    test_set = get_dataset(spec.data, "test", spec.image_size, root=spec.data_root)
+    data_spec = train_set.spec
+    arch = ArchSpec(spec.model, {"num_classes": data_spec.num_classes, "in_chans": data_spec.in_chans, **spec.model_kwargs})
+    seed_everything(spec.config.seed)  # the initial weights depend on the seed too
+    model = arch.build()
+    count_macs(model, data_spec.input_size)  # fails early, with a clear message, on an input size the model cannot take
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_json(out_dir / RUN_FILE, spec.to_dict())
+    trainer = Trainer(model, train_set, val_set, spec.config, out_dir)
+    start = time.perf_counter()
+    result = trainer.fit(resume=resume)
+    final_model = trainer.eval_model
+    metrics = {
+        "accuracy": accuracy(final_model, test_set),
+        "val_accuracy": result.final.get("val_accuracy"),
+        "params": count_params(final_model),
+        "macs": count_macs(final_model, data_spec.input_size),
+        "train_seconds_this_session": time.perf_counter() - start,
+        "epochs": result.epochs_run,
+    }
+    meta = {
+        "data": data_spec.to_dict(),
+        "metrics": metrics,
+        "metrics_conditions": {"accuracy": f"top-1 on the {spec.data} test split ({len(test_set)} images)"},
+        "train": spec.to_dict(),
+        "history": result.history,
+        "parent": None,
+    }
+    write_artifact_files(final_model, arch, out_dir, meta)
+    return metrics
