@@ -1,0 +1,34 @@
+"""The evaluator interface: anything that scores an architecture (one-shot, training, proxy, predictor)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+from slimvision.nas.space import Arch, SearchSpace
+from slimvision.registry import Registry
+
+
+class Evaluator(ABC):
+    """score(arch) -> float, higher is better; search strategies do not care what is behind it."""
+
+    name: str = ""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    @abstractmethod
+    def score(self, arch: Arch) -> float: ...
+
+    def score_many(self, archs: list[Arch]) -> list[float]:
+        return [self.score(arch) for arch in archs]
+
+
+# name -> factory(space, **context) -> Evaluator. Context carries what an evaluator may need:
+# supernet dir, dataset name, image size, batch, seed... Factories ignore keys they do not use.
+EvaluatorFactory = Callable[..., Evaluator]
+EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator")
+
+
+def create_evaluator(name: str, space: SearchSpace, **context: Any) -> Evaluator:
+    return EVALUATORS.get(name)(space, **context)
