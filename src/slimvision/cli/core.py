@@ -49,7 +49,7 @@ def profile_command(
     if min(input_size) < 1:
         raise ConfigError(f"--input-size must be positive, got {input_size}")
     batches = tuple(batch_size) if batch_size else (1, 32)
-    result = profile(module, tuple(input_size), name=arch.model if meta == {} else model, batch_sizes=batches, threads=threads, repeats=repeats)
+    result = profile(module, tuple(input_size), name=model, batch_sizes=batches, threads=threads, repeats=repeats)
     if json_output:
         print_json(result.to_dict())
     else:
