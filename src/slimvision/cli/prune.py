@@ -1,0 +1,57 @@
+"""`slimvision prune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from slimvision.cli.app import app, console, print_json
+
+
+@app.command("prune")
+def prune_command(
+    model: str = typer.Option(..., "--model", help="Model directory or zoo name (a zoo name starts from initialization)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the pruned model artifact."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's recorded one)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
+    method: str = typer.Option("l1", "--method", help="random | l1 | l2 | bn | taylor | chex | precrop."),
+    macs_ratio: Optional[float] = typer.Option(None, "--macs-ratio", help="Keep this fraction of the MACs (0.4 = 2.5x fewer)."),
+    params_ratio: Optional[float] = typer.Option(None, "--params-ratio", help="Keep this fraction of the parameters."),
+    channel_ratio: Optional[float] = typer.Option(None, "--channel-ratio", help="Keep this fraction of every layer's channels."),
+    global_pruning: bool = typer.Option(False, "--global/--uniform", help="Rank channels across layers, or the same ratio per layer."),
+    iterative: int = typer.Option(1, "--iterative", help="Reach the budget in N steps, fine-tuning between them."),
+    finetune_epochs: int = typer.Option(0, "--finetune-epochs", help="Fine-tuning epochs after pruning (and per iterative step)."),
+    lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (SGD, cosine)."),
+    ignore_layers: Optional[list[str]] = typer.Option(None, "--ignore-layers", help="Layer names to keep unpruned (repeatable)."),
+    saliency: str = typer.Option("snip", "--saliency", help="precrop: snip or synflow."),
+    sparsity_epochs: int = typer.Option(0, "--sparsity-epochs", help="bn: epochs of L1-on-BN-gamma training before pruning."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the latency measurement."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    json_output: bool = typer.Option(False, "--json", help="Print the before/after summary as JSON."),
+) -> None:
+    """Remove channels physically to a MACs/params/channel budget, fine-tune, and measure before/after."""
+    from slimvision.prune import FinetuneConfig, PruneConfig, prune_artifact
+
+    config = PruneConfig(
+        method=method, macs_ratio=macs_ratio, params_ratio=params_ratio, channel_ratio=channel_ratio,
+        global_pruning=global_pruning, iterative_steps=iterative, ignore_layers=tuple(ignore_layers or ()),
+        seed=seed, saliency=saliency, sparsity_epochs=sparsity_epochs,
+    )
+    summary = prune_artifact(model, config, out, data, image_size, data_root, FinetuneConfig(epochs=finetune_epochs, lr=lr, seed=seed), threads)
+    if json_output:
+        print_json(summary)
+        return
+    table = Table(title=f"prune {model} with {method} -> {out}")
+    for column in ("", "before", "after", "ratio"):
+        table.add_column(column, justify="right")
+    table.add_row("params", f"{summary['params_before']:,}", f"{summary['params_after']:,}", f"{summary['params_after'] / summary['params_before']:.3f}")
+    table.add_row("MACs", f"{summary['macs_before'] / 1e6:.2f}M", f"{summary['macs_after'] / 1e6:.2f}M", f"{summary['macs_kept']:.3f}")
+    for batch, speedup in summary["speedup"].items():
+        table.add_row(f"latency bs{batch} (ms)", f"{summary['latency_ms_before'][batch]:.2f}", f"{summary['latency_ms_after'][batch]:.2f}", f"{speedup:.2f}x faster")
+    pruned_acc = "n/a" if summary["accuracy_pruned"] is None else f"{summary['accuracy_pruned']:.4f}"
+    table.add_row("accuracy (test)", f"{summary['accuracy_before']:.4f}", f"{summary['accuracy_after']:.4f}", f"right after pruning: {pruned_acc}")
+    console.print(table)

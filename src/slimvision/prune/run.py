@@ -1,0 +1,152 @@
+"""`prune_artifact`: the prune verb end to end — load, measure, prune, fine-tune, measure, save."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from slimvision.data import dataset_from_spec, get_dataset, make_loader
+from slimvision.errors import ConfigError
+from slimvision.io import ArchSpec, resolve_model, save_artifact
+from slimvision.measure import accuracy, count_macs, count_params, measure_latency, pinned_threads
+from slimvision.prune.chex import ChexConfig, ChexExplorer
+from slimvision.prune.criteria import CRITERIA
+from slimvision.prune.pruner import PruneConfig, PruneResult, classifier_layers, prune, resolve_ignored
+from slimvision.prune.schedules import method_hooks
+from slimvision.train import Callback, Trainer, TrainConfig
+
+LATENCY_BATCHES = (1, 32)
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    epochs: int = 0
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    batch_size: int = 64
+    seed: int = 0
+
+
+def load_splits(meta: dict[str, Any], data: str | None, image_size: int | None, data_root: str | None):
+    """(train, val, test) datasets: the artifact's recorded data unless `data` names another."""
+    spec = meta.get("data")
+    if spec is not None and (data is None or data == spec["name"]) and data_root is None:
+        return tuple(dataset_from_spec(spec, split, image_size) for split in ("train", "val", "test"))
+    if data is None:
+        raise ConfigError("a zoo model has no recorded dataset; pass --data")
+    return tuple(get_dataset(data, split, image_size, root=data_root) for split in ("train", "val", "test"))
+
+
+def latency_ms(model: nn.Module, input_size: tuple[int, ...], threads: int | None, repeats: int = 20) -> dict[str, float]:
+    with pinned_threads(threads):
+        return {str(b): measure_latency(model, input_size, b, warmup=5, repeats=repeats).median_ms for b in LATENCY_BATCHES}
+
+
+def finetune(model: nn.Module, train_set, val_set, config: FinetuneConfig, callbacks: Sequence[Callback] = ()) -> nn.Module:
+    """Fine-tune with the foundation Trainer (cosine schedule, no warm-up); returns the model."""
+    if config.epochs <= 0 and not callbacks:
+        return model
+    train_config = TrainConfig(
+        epochs=max(config.epochs, 1), batch_size=config.batch_size, optimizer=config.optimizer, lr=config.lr,
+        warmup_epochs=0, seed=config.seed, progress=True,
+    )
+    Trainer(model, train_set, val_set, train_config, callbacks=callbacks).fit()
+    return model
+
+
+def chex_prune(model: nn.Module, example: torch.Tensor, config: PruneConfig, train_set, val_set, finetune_config: FinetuneConfig) -> PruneResult:
+    """Train a copy of `model` under CHEX exploration for the fine-tune epochs, then remove its masked channels."""
+    budget, fraction = config.budget
+    if budget != "macs_ratio":
+        raise ConfigError("chex takes a --macs-ratio budget")
+    if finetune_config.epochs < 1:
+        raise ConfigError("chex explores channels while training: pass --finetune-epochs >= 1")
+    model = copy.deepcopy(model)
+    ignored = resolve_ignored(model, config.ignore_layers) + classifier_layers(model, example)
+    explorer = ChexExplorer(model, example, fraction, ignored, ChexConfig(seed=config.seed))
+    params_before, macs_before = count_params(model), count_macs(model, tuple(example.shape[1:]))
+    finetune(model, train_set, val_set, finetune_config, [explorer])
+    pruned = explorer.finalize(model.eval())
+    return PruneResult(pruned, params_before, count_params(pruned), macs_before, count_macs(pruned, tuple(example.shape[1:])))
+
+
+def calibration_batches(train_set, count: int = 4, batch_size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    batches = []
+    for index, batch in enumerate(make_loader(train_set, batch_size, shuffle=True, seed=0)):
+        if index == count:
+            break
+        batches.append(batch)
+    return batches
+
+
+def prune_artifact(
+    model: str,
+    config: PruneConfig,
+    out_dir: str | Path,
+    data: str | None = None,
+    image_size: int | None = None,
+    data_root: str | None = None,
+    finetune_config: FinetuneConfig | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Prune a model directory (or zoo model) and save the result; returns the before/after summary."""
+    finetune_config = finetune_config or FinetuneConfig(seed=config.seed)
+    source, arch, meta = resolve_model(model)
+    train_set, val_set, test_set = load_splits(meta, data, image_size, data_root)
+    if not meta:  # a fresh zoo model: build it for this data
+        source, arch, _ = resolve_model(model, num_classes=train_set.spec.num_classes, in_chans=train_set.spec.in_chans)
+    input_size = train_set.spec.input_size
+    example = torch.zeros(1, *input_size)
+    accuracy_before = accuracy(source, test_set)
+    latency_before = latency_ms(source, input_size, threads)
+
+    if CRITERIA.get(config.method).during_training:
+        result = chex_prune(source, example, config, train_set, val_set, finetune_config)
+        accuracy_pruned = None  # channels are chosen while training: there is no "right after pruning" model
+    else:
+        hooks = method_hooks(config, source, example, train_set, val_set, finetune_config)
+        result = prune(
+            source, example, config, calibration_batches(train_set),
+            between_steps=lambda pruned, step: finetune(pruned, train_set, val_set, finetune_config),
+            ratio_dict_fn=hooks.ratio_dict_fn,
+        )
+        accuracy_pruned = accuracy(result.model, test_set)
+        finetune(result.model, train_set, val_set, finetune_config)
+    pruned = result.model.eval()
+    accuracy_after = accuracy(pruned, test_set)
+    latency_after = latency_ms(pruned, input_size, threads)
+    summary = {
+        "method": config.method,
+        "budget": dict([config.budget]),
+        "params_before": result.params_before,
+        "params_after": result.params_after,
+        "macs_before": result.macs_before,
+        "macs_after": result.macs_after,
+        "macs_kept": result.macs_kept,
+        "accuracy_before": accuracy_before,
+        "accuracy_pruned": accuracy_pruned,
+        "accuracy_after": accuracy_after,
+        "latency_ms_before": latency_before,
+        "latency_ms_after": latency_after,
+        "speedup": {b: latency_before[b] / latency_after[b] for b in latency_before},
+        "finetune_epochs": finetune_config.epochs,
+    }
+    conditions = {
+        "latency": f"CPU, {threads or torch.get_num_threads()} threads, median of 20 runs after 5 warm-up, same process, eval fp32",
+        "accuracy": f"top-1 on the {test_set.spec.name} test split ({len(test_set)} images)",
+        "input_size": list(input_size),
+    }
+    out_meta = {
+        "data": train_set.spec.to_dict(),
+        "metrics": {"accuracy": accuracy_after, "params": result.params_after, "macs": result.macs_after},
+        "metrics_conditions": conditions,
+        "prune": {**summary, "config": dataclasses.asdict(config), "finetune": dataclasses.asdict(finetune_config)},
+        "parent": str(model),
+    }
+    save_artifact(pruned, arch.with_shapes_of(pruned), out_dir, out_meta)
+    return summary

@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from slimvision.cli import run
+
+    out = tmp_path_factory.mktemp("run") / "sc"
+    assert run(["train", "--model", "small_cnn", "--data", "digits", "--epochs", "4", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("method", ["l1", "chex", "precrop"])
+def test_prune_cli_json_summary(cli, trained, tmp_path, method):
+    code, out, err = cli(
+        "prune", "--model", trained, "--method", method, "--macs-ratio", "0.5", "--finetune-epochs", "1",
+        "--threads", "1", "--out", tmp_path / "p", "--json",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    for key in ("params_before", "params_after", "macs_before", "macs_after", "accuracy_after", "latency_ms_before", "latency_ms_after"):
+        assert key in summary
+    assert summary["macs_after"] <= 0.55 * summary["macs_before"]
+    assert summary["accuracy_after"] > 0.3  # chance is 0.1
+    code, out, _ = cli("eval", tmp_path / "p", "--json")
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(summary["accuracy_after"])
+    meta = json.loads((tmp_path / "p" / "meta.json").read_text())
+    assert meta["parent"] == str(trained) and meta["prune"]["method"] == method
+
+
+def test_prune_cli_bad_budget_leaves_no_output(cli, trained, tmp_path):
+    code, _, err = cli("prune", "--model", trained, "--macs-ratio", "1.5", "--out", tmp_path / "p")
+    assert code == 1 and "must be in (0, 1]" in err and not (tmp_path / "p").exists()
+    code, _, err = cli("prune", "--model", trained, "--method", "chex", "--macs-ratio", "0.5", "--out", tmp_path / "p")
+    assert code == 1 and "--finetune-epochs" in err and not (tmp_path / "p").exists()
