@@ -36,11 +36,21 @@ def profile_command(
     batch_size: Optional[list[int]] = typer.Option(None, "--batch-size", help="Batch size to time; repeat for several (default 1 and 32)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
     repeats: int = typer.Option(20, "--repeats", help="Timed runs per batch size (median and p90 reported)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Quantized artifacts: runtime to run them on (onnxruntime, openvino, torchao)."),
     json_output: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
 ) -> None:
-    """Measure params, MACs, latency (median/p90) and peak memory of a model."""
+    """Measure params, MACs, latency (median/p90) and peak memory of a model (or latency of a quantized one)."""
     from slimvision.io import resolve_model
     from slimvision.measure import profile
+    from slimvision.quant.run import is_quantized_dir, profile_quantized
+
+    if is_quantized_dir(model):
+        result = profile_quantized(model, backend, threads, repeats)
+        if json_output:
+            print_json(result)
+        else:
+            console.print(result)
+        return
 
     module, arch, meta = resolve_model(model, num_classes=num_classes, in_chans=input_size[0] if input_size else None)
     if input_size is None:
@@ -109,12 +119,18 @@ def eval_command(
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     split: str = typer.Option("test", "--split", help="train | val | test."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Override the recorded image size."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Quantized artifacts: runtime to run them on."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON (accuracy in 0..1)."),
 ) -> None:
-    """Top-1/top-5 accuracy of a saved model; preprocessing comes from its record."""
+    """Top-1/top-5 accuracy of a saved model (fp32 or quantized); preprocessing comes from its record."""
     from slimvision.measure.evaluate import evaluate_artifact
+    from slimvision.quant.run import evaluate_quantized, is_quantized_dir
 
-    result = evaluate_artifact(model_dir, data, split, image_size, data_root)
+    if is_quantized_dir(model_dir):
+        result = evaluate_quantized(model_dir, backend, split)
+        result["data"] = "recorded"
+    else:
+        result = evaluate_artifact(model_dir, data, split, image_size, data_root)
     if json_output:
         print_json(result)
     else:

@@ -48,6 +48,20 @@ def dataset_from_spec(spec: DataSpec | dict, split: str, image_size: int | None 
     return get_dataset(spec.name, split, image_size or spec.image_size, root=root, **options)
 
 
+def dataset_for(recorded: dict | None, data: str | None, split: str, image_size: int | None = None, root: str | None = None) -> TensorImageDataset:
+    """The `split` of the dataset a model recorded (`recorded` spec), unless `data`/`root` name another."""
+    if recorded is not None and (data is None or data == recorded["name"]) and root is None:
+        return dataset_from_spec(recorded, split, image_size)
+    if data is None:
+        raise DataError("no dataset is recorded for this model; pass --data")
+    return get_dataset(data, split, image_size, root=root)
+
+
+def load_splits(recorded: dict | None, data: str | None, image_size: int | None = None, root: str | None = None) -> tuple[TensorImageDataset, ...]:
+    """(train, val, test) via `dataset_for`."""
+    return tuple(dataset_for(recorded, data, split, image_size, root) for split in SPLITS)
+
+
 def make_loader(
     dataset: TensorImageDataset, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
 ) -> DataLoader:
@@ -56,4 +70,4 @@ def make_loader(
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0)
 
 
-__all__ = ["DataSpec", "TensorImageDataset", "get_dataset", "dataset_from_spec", "make_loader", "DATASETS", "SPLITS"]
+__all__ = ["DataSpec", "TensorImageDataset", "get_dataset", "dataset_from_spec", "dataset_for", "load_splits", "make_loader", "DATASETS", "SPLITS"]

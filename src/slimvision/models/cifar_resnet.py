@@ -49,7 +49,9 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(mid)
         self.conv2 = nn.Conv2d(mid, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
+        # two ReLU modules, not one called twice: graph-level quantizers group nodes by module
+        self.relu1 = nn.ReLU(inplace=True)
+        self.relu2 = nn.ReLU(inplace=True)
         if stride == 1 and in_planes == planes:
             self.shortcut: nn.Module = nn.Identity()
         elif shortcut == "A":
@@ -58,9 +60,9 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return self.relu2(out + self.shortcut(x))
 
 
 class CifarResNet(nn.Module):

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from slimvision.data import dataset_from_spec, get_dataset, make_loader
+from slimvision.data import load_splits, make_loader
 from slimvision.errors import ConfigError
 from slimvision.io import ArchSpec, resolve_model, save_artifact
 from slimvision.measure import accuracy, count_macs, count_params, measure_latency, pinned_threads
@@ -30,16 +30,6 @@ class FinetuneConfig:
     optimizer: str = "sgd"
     batch_size: int = 64
     seed: int = 0
-
-
-def load_splits(meta: dict[str, Any], data: str | None, image_size: int | None, data_root: str | None):
-    """(train, val, test) datasets: the artifact's recorded data unless `data` names another."""
-    spec = meta.get("data")
-    if spec is not None and (data is None or data == spec["name"]) and data_root is None:
-        return tuple(dataset_from_spec(spec, split, image_size) for split in ("train", "val", "test"))
-    if data is None:
-        raise ConfigError("a zoo model has no recorded dataset; pass --data")
-    return tuple(get_dataset(data, split, image_size, root=data_root) for split in ("train", "val", "test"))
 
 
 def latency_ms(model: nn.Module, input_size: tuple[int, ...], threads: int | None, repeats: int = 20) -> dict[str, float]:
@@ -97,7 +87,7 @@ def prune_artifact(
     """Prune a model directory (or zoo model) and save the result; returns the before/after summary."""
     finetune_config = finetune_config or FinetuneConfig(seed=config.seed)
     source, arch, meta = resolve_model(model)
-    train_set, val_set, test_set = load_splits(meta, data, image_size, data_root)
+    train_set, val_set, test_set = load_splits(meta.get("data"), data, image_size, data_root)
     if not meta:  # a fresh zoo model: build it for this data
         source, arch, _ = resolve_model(model, num_classes=train_set.spec.num_classes, in_chans=train_set.spec.in_chans)
     input_size = train_set.spec.input_size

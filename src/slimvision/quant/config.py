@@ -1,0 +1,43 @@
+"""Quantization configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from slimvision.errors import ConfigError
+
+BACKENDS = ("onnxruntime", "openvino", "torchao", "auto")
+MODES = ("static", "dynamic", "qat")
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+
+
+@dataclass
+class QuantConfig:
+    backend: str = "onnxruntime"
+    mode: str = "static"
+    calib_samples: int = 256
+    calib_method: str = "minmax"
+    keep_float: int = 0  # keep the K most sensitive layers in float (ONNX backends)
+    accuracy_limit: float = 0.01  # `auto`: largest accepted top-1 drop (fraction, 0.01 = 1 point)
+    qat_epochs: int = 2
+    qat_lr: float = 1e-3
+    threads: int | None = None
+    repeats: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.calib_method not in CALIB_METHODS:
+            raise ConfigError(f"unknown calibration method {self.calib_method!r}; use one of {', '.join(CALIB_METHODS)}")
+        if self.calib_samples < 1:
+            raise ConfigError(f"--calib-samples must be >= 1, got {self.calib_samples}")
+        if self.keep_float < 0:
+            raise ConfigError(f"--keep-float must be >= 0, got {self.keep_float}")
+        if self.mode == "qat" and self.backend not in ("torchao", "auto"):
+            raise ConfigError("QAT runs through the PT2E flow: use --backend torchao")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,100 @@
+"""INT8 ONNX models made with onnxruntime's quantization tool: static QDQ (calibrated) and dynamic.
+
+On x86, activations are unsigned 8-bit and weights signed 8-bit per channel: onnxruntime's
+integer kernels (VNNI) expect that pairing; signed activations fall back to much slower paths.
+The same QDQ file runs on onnxruntime and on OpenVINO.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+import torch
+
+from slimvision.errors import ConfigError
+from slimvision.io import atomic_write_bytes
+from slimvision.quant.export import INPUT_NAME
+
+QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")
+
+
+class _BatchReader:
+    """onnxruntime CalibrationDataReader over a tensor of images."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int = 32):
+        self.batches = [images[i : i + batch_size].numpy() for i in range(0, len(images), batch_size)]
+        self.index = 0
+
+    def get_next(self):
+        if self.index >= len(self.batches):
+            return None
+        self.index += 1
+        return {INPUT_NAME: self.batches[self.index - 1]}
+
+    def rewind(self) -> None:
+        self.index = 0
+
+
+def _calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}[name]
+
+
+def quantizable_nodes(onnx_path: str | Path) -> list[str]:
+    """Names of the Conv/Gemm/MatMul nodes the quantizer would turn into INT8."""
+    return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type in QUANTIZABLE_OPS]
+
+
+def quantize_static_qdq(
+    fp32_path: str | Path, out_path: str | Path, calib_images: torch.Tensor, method: str = "minmax", exclude: Sequence[str] = ()
+) -> Path:
+    """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    if len(calib_images) == 0:
+        raise ConfigError("the calibration set is empty; pass --calib-samples >= 1 with a non-empty dataset")
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        target = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),
+            nodes_to_exclude=list(exclude) or None, op_types_to_quantize=list(QUANTIZABLE_OPS),
+            extra_options={"CalibMovingAverage": False},
+        )
+        atomic_write_bytes(out_path, target.read_bytes())
+    return Path(out_path)
+
+
+def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path) -> Path:
+    """Dynamic INT8 (weights INT8 ahead of time, activations quantized on the fly) for MatMul/Gemm-heavy models."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "dyn.onnx"
+        quantize_dynamic(str(fp32_path), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        atomic_write_bytes(out_path, target.read_bytes())
+    return Path(out_path)
+
+
+def layer_sensitivity(
+    fp32_path: str | Path,
+    calib_images: torch.Tensor,
+    accuracy_of: Callable[[Path], float],
+    method: str = "minmax",
+) -> list[tuple[str, float]]:
+    """[(node, accuracy when only that node is INT8)], least accurate first: the layers to keep in float."""
+    nodes = quantizable_nodes(fp32_path)
+    scores = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for node in nodes:
+            path = Path(tmp) / "one.onnx"
+            quantize_static_qdq(fp32_path, path, calib_images, method, exclude=[n for n in nodes if n != node])
+            scores.append((node, accuracy_of(path)))
+    return sorted(scores, key=lambda item: item[1])

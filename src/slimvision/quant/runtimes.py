@@ -1,0 +1,88 @@
+"""Inference runtimes behind one small interface: run(batch) -> logits, for timing and accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from slimvision.errors import SlimvisionError
+from slimvision.measure import time_callable
+from slimvision.quant.export import INPUT_NAME
+
+
+class Runtime:
+    """A loaded model on one engine. `label` says which engine and precision, e.g. 'openvino int8'."""
+
+    label = ""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OrtRuntime(Runtime):
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, label: str = "onnxruntime"):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.label = label
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {INPUT_NAME: batch})[0]
+
+
+class OpenVinoRuntime(Runtime):
+    """OpenVINO CPU plugin. precision 'f32' pins fp32 math (on CPUs with AMX/BF16 the default would be bf16)."""
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, precision: str = "f32", label: str = "openvino"):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise SlimvisionError("the openvino runtime is not installed (pip install openvino)") from None
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        core = ov.Core()
+        model = core.read_model(str(onnx_path))
+        model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([-1, *model.inputs[0].get_partial_shape()[1:]])})
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.label = label
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: batch})[0].copy()
+
+
+class TorchRuntime(Runtime):
+    """Any torch callable (eager module, compiled module)."""
+
+    def __init__(self, module: Callable[[torch.Tensor], torch.Tensor], label: str = "torch eager"):
+        self.module = module
+        self.label = label
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(batch)).numpy()
+
+
+def runtime_latency_ms(runtime: Runtime, input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20) -> dict[str, float]:
+    """Median latency per batch size of `runtime` on random inputs."""
+    rng = np.random.default_rng(0)
+    result = {}
+    for batch in batch_sizes:
+        data = rng.standard_normal((batch, *input_size), dtype=np.float32)
+        result[str(batch)] = time_callable(lambda: runtime.run(data), warmup, repeats)[0]
+    return result
+
+
+def runtime_predictions(runtime: Runtime, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Top-1 class per image."""
+    preds = [runtime.run(images[i : i + batch_size].numpy()).argmax(axis=1) for i in range(0, len(images), batch_size)]
+    return np.concatenate(preds)
