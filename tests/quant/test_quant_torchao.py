@@ -19,3 +19,23 @@ def test_torchao_ptq_end_to_end(cli, trained, tmp_path):
     assert summary["backend"] == "torchao" and (tmp_path / "ao" / "model.pt2").is_file()
     assert summary["accuracy_fp32"] - summary["accuracy_int8"] < 0.05
     assert summary["speedup_bs32"] > 0
+
+
+def test_qat_fine_tunes_fake_quantized_graph_and_converts(trained):
+    import torch
+
+    from slimvision.data import get_dataset
+    from slimvision.io import load_artifact
+    from slimvision.quant.config import QuantConfig
+    from slimvision.quant.run import qat_finetune
+
+    model = load_artifact(trained).model
+    train = get_dataset("digits", "train").subset(128)
+    test = get_dataset("digits", "test")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    converted = qat_finetune(model, train, None, QuantConfig(backend="torchao", mode="qat", qat_epochs=1))
+    with torch.no_grad():
+        predictions = converted(test.images[:64]).argmax(1)
+    assert (predictions == test.labels[:64]).float().mean() > 0.5
+    # the source model is untouched: QAT trains a copy
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

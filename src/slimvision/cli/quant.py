@@ -24,7 +24,7 @@ def quantize_command(
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax | percentile | entropy."),
     keep_float: int = typer.Option(0, "--keep-float", help="Keep the K most sensitive layers in float (measured one by one)."),
     accuracy_limit: float = typer.Option(0.01, "--accuracy-limit", help="auto: largest accepted accuracy drop (0.01 = 1 point)."),
-    qat_epochs: int = typer.Option(2, "--qat-epochs", help="qat: fine-tuning epochs with fake quantization."),
+    qat_epochs: int = typer.Option(3, "--qat-epochs", help="qat: fine-tuning epochs with fake quantization."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads for every runtime (pinned)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (QAT)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

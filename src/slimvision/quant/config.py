@@ -19,8 +19,8 @@ class QuantConfig:
     calib_method: str = "minmax"
     keep_float: int = 0  # keep the K most sensitive layers in float (ONNX backends)
     accuracy_limit: float = 0.01  # `auto`: largest accepted top-1 drop (fraction, 0.01 = 1 point)
-    qat_epochs: int = 2
-    qat_lr: float = 1e-3
+    qat_epochs: int = 3
+    qat_lr: float = 1e-4
     threads: int | None = None
     repeats: int = 20
     seed: int = 0
@@ -34,6 +34,8 @@ class QuantConfig:
             raise ConfigError(f"unknown calibration method {self.calib_method!r}; use one of {', '.join(CALIB_METHODS)}")
         if self.calib_samples < 1:
             raise ConfigError(f"--calib-samples must be >= 1, got {self.calib_samples}")
+        if self.qat_epochs < 1:
+            raise ConfigError(f"--qat-epochs must be >= 1, got {self.qat_epochs}")
         if self.keep_float < 0:
             raise ConfigError(f"--keep-float must be >= 0, got {self.keep_float}")
         if self.mode == "qat" and self.backend not in ("torchao", "auto"):

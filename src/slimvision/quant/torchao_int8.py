@@ -30,11 +30,11 @@ def _imports():
     try:
         with _quiet():
             import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-            from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+            from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval, move_exported_model_to_train
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
     except ImportError:
         raise SlimvisionError("the torchao runtime is not installed (pip install torchao)") from None
-    return xiq, prepare_pt2e, prepare_qat_pt2e, convert_pt2e, move_exported_model_to_eval, move_exported_model_to_train
+    return xiq, prepare_pt2e, prepare_qat_pt2e, convert_pt2e, move_exported_model_to_eval, move_exported_model_to_train, allow_exported_model_train_eval
 
 
 def export_for_quantization(model: nn.Module, example: torch.Tensor):
@@ -44,7 +44,7 @@ def export_for_quantization(model: nn.Module, example: torch.Tensor):
 
 def ptq_pt2e(model: nn.Module, example: torch.Tensor, calib_batches: Iterable[torch.Tensor]) -> nn.Module:
     """A converted (reference-quantized) GraphModule calibrated on `calib_batches`."""
-    xiq, prepare_pt2e, _, convert_pt2e, _, _ = _imports()
+    xiq, prepare_pt2e, _, convert_pt2e, _, _, _ = _imports()
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(export_for_quantization(model, example), quantizer)
     with torch.no_grad():
@@ -56,17 +56,18 @@ def ptq_pt2e(model: nn.Module, example: torch.Tensor, calib_batches: Iterable[to
 
 def prepare_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """A fake-quantized GraphModule in train mode, ready for fine-tuning."""
-    xiq, _, prepare_qat_pt2e, _, _, move_to_train = _imports()
+    xiq, _, prepare_qat_pt2e, _, _, move_to_train, allow_train_eval = _imports()
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config(is_qat=True))
     batch = torch.export.Dim("batch", min=2, max=1024)
     exported = torch.export.export(model.train(), (example,), dynamic_shapes=({0: batch},)).module()
     prepared = prepare_qat_pt2e(exported, quantizer)
     move_to_train(prepared)
+    allow_train_eval(prepared)  # the Trainer switches train/eval for validation; this maps it to BN/dropout
     return prepared
 
 
 def convert_qat(prepared: nn.Module) -> nn.Module:
-    _, _, _, convert_pt2e, move_to_eval, _ = _imports()
+    _, _, _, convert_pt2e, move_to_eval, _, _ = _imports()
     move_to_eval(prepared)
     with _quiet():
         return convert_pt2e(prepared)
