@@ -1,0 +1,72 @@
+"""`distill` and `distill_artifact`: train a student with a distillation loss using the foundation Trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from slimvision.data import TensorImageDataset, load_splits
+from slimvision.distill.distiller import DistillConfig, Distiller, copy_teacher
+from slimvision.io import load_artifact, resolve_model, save_artifact
+from slimvision.measure import accuracy
+from slimvision.train import Trainer, TrainConfig
+
+
+@dataclass
+class DistillResult:
+    student: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def distill(
+    student: nn.Module, teacher: nn.Module | None, train_set: TensorImageDataset, val_set: TensorImageDataset | None,
+    config: DistillConfig, train_config: TrainConfig,
+) -> DistillResult:
+    """Train `student` (in place) with `config.loss` against `teacher` (not modified) and return it."""
+    teacher = copy_teacher(teacher) if teacher is not None else None
+    example = train_set.images[: min(8, len(train_set))]
+    distiller = Distiller(student, teacher, config, example).to(torch.device(train_config.resolved_device()))
+    try:
+        trainer = Trainer(student, train_set, val_set, train_config, callbacks=distiller.callbacks, loss_fn=distiller.loss_fn, extra_params=distiller.extra_params)
+        result = trainer.fit()
+    finally:
+        distiller.close()
+    return DistillResult(student, result.history)
+
+
+def distill_artifact(
+    teacher: str | Path | None, student: str, config: DistillConfig, out_dir: str | Path, train_config: TrainConfig,
+    data: str | None = None, image_size: int | None = None, data_root: str | None = None,
+) -> dict[str, Any]:
+    """Distill from the teacher artifact into a student (zoo name or artifact dir, e.g. a pruned model) and save it."""
+    teacher_artifact = load_artifact(teacher) if teacher else None
+    student_model, arch, student_meta = resolve_model(student)
+    recorded = student_meta.get("data") or (teacher_artifact.data_spec if teacher_artifact else None)
+    train_set, val_set, test_set = load_splits(recorded, data, image_size, data_root)
+    if not student_meta:  # a zoo name: build it for this data
+        student_model, arch, _ = resolve_model(student, num_classes=train_set.spec.num_classes, in_chans=train_set.spec.in_chans)
+    teacher_model = teacher_artifact.model if teacher_artifact else None
+    accuracy_before = accuracy(student_model, test_set)
+    result = distill(student_model, teacher_model, train_set, val_set, config, train_config)
+    summary = {
+        "loss": config.loss,
+        "accuracy_student": accuracy(result.student, test_set),
+        "accuracy_student_before": accuracy_before,
+        "accuracy_teacher": accuracy(teacher_model, test_set) if teacher_model is not None else None,
+        "epochs": train_config.epochs,
+    }
+    meta = {
+        "data": train_set.spec.to_dict(),
+        "metrics": {"accuracy": summary["accuracy_student"]},
+        "metrics_conditions": {"accuracy": f"top-1 on the {test_set.spec.name} test split ({len(test_set)} images)"},
+        "distill": {**summary, "config": config.to_dict(), "train": train_config.to_dict(), "teacher": str(teacher) if teacher else None},
+        "history": result.history,
+        "parent": str(student),
+    }
+    save_artifact(result.student, arch.with_shapes_of(result.student), out_dir, meta)
+    return summary

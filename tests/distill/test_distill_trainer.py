@@ -1,0 +1,66 @@
+import json
+
+import pytest
+import torch
+
+from slimvision.data import get_dataset
+from slimvision.distill import DistillConfig, Distiller, distill
+from slimvision.errors import ConfigError
+from slimvision.models import create_model
+from slimvision.train import TrainConfig, seed_everything
+
+
+def _models():
+    seed_everything(0)
+    return create_model("small_cnn", in_chans=1, widths=(4, 8, 8)), create_model("small_cnn", in_chans=1, widths=(8, 16, 16))
+
+
+@pytest.mark.parametrize("loss,layers", [("kd", {}), ("nkd", {}), ("uskd", {"student_layer": "features.3"}), ("feature", {"student_layer": "features.5", "teacher_layer": "features.5"}), ("ema", {})])
+def test_gradients_reach_student_and_heads_only(loss, layers):
+    student, teacher = _models()
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    distiller = Distiller(student, None if loss in ("uskd", "ema") else teacher, DistillConfig(loss=loss, **layers), x)
+    value, logits = distiller.loss_fn(student, x, y)
+    value.backward()
+    assert all(p.grad is not None for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+    if loss in ("uskd", "feature"):
+        assert distiller.extra_params and all(p.grad is not None for p in distiller.extra_params)
+    if distiller.teacher is not None:
+        assert not distiller.teacher.training and all(not p.requires_grad for p in distiller.teacher.parameters())
+    distiller.close()
+
+
+def test_teacher_with_other_class_count_is_refused():
+    student = create_model("small_cnn", in_chans=1)
+    teacher = create_model("small_cnn", in_chans=1, num_classes=7)
+    with pytest.raises(ConfigError, match="teacher predicts 7 classes but the student predicts 10"):
+        Distiller(student, teacher, DistillConfig("kd"), torch.randn(2, 1, 8, 8))
+
+
+def test_missing_feature_layer_is_named():
+    student, teacher = _models()
+    with pytest.raises(ConfigError, match="student has no layer named 'nope'"):
+        Distiller(student, teacher, DistillConfig("feature", student_layer="nope", teacher_layer="features.5"), torch.randn(2, 1, 8, 8))
+
+
+def test_distill_trains_student_above_chance_and_leaves_teacher_untouched():
+    student, teacher = _models()
+    train = get_dataset("digits", "train")
+    val = get_dataset("digits", "val")
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    result = distill(student, teacher, train, val, DistillConfig("nkd"), TrainConfig(epochs=3, progress=False))
+    assert result.history[-1]["val_accuracy"] > 0.5
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_distill_cli_from_teacher_into_zoo_student(cli, tmp_path):
+    assert cli("train", "--model", "small_cnn", "--data", "digits", "--epochs", "4", "--out", tmp_path / "t")[0] == 0
+    code, out, err = cli("distill", "--teacher", tmp_path / "t", "--student", "small_cnn", "--loss", "kd", "--epochs", "3", "--out", tmp_path / "s", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert {"accuracy_student", "accuracy_teacher", "loss"} <= set(summary) and summary["accuracy_student"] > 0.5
+    code, out, _ = cli("eval", tmp_path / "s", "--json")
+    assert json.loads(out)["accuracy"] == pytest.approx(summary["accuracy_student"])
+    code, _, err = cli("distill", "--teacher", tmp_path / "t", "--student", "small_cnn", "--loss", "feature", "--student-layer", "bogus", "--teacher-layer", "features.6", "--epochs", "1", "--out", tmp_path / "f")
+    assert code == 1 and "bogus" in err and not (tmp_path / "f").exists()
