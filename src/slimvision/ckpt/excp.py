@@ -1,0 +1,375 @@
+"""ExCP-style checkpoint compression (Li et al., ICML 2024): residuals, weight-momentum joint shrinking,
+non-uniform quantization, entropy-coded packing — streamed one checkpoint at a time.
+
+Rules used here (per parameter tensor, checkpoint k against the reconstruction of k-1):
+- weight residual r = W_k - W^_{k-1}; keep r_i when |r_i| > alpha * median|r| * s_i, where
+  s_i = clip(sqrt(median(v) / v_i), 0.1, 10) grows the threshold where Adam's second moment v is
+  small (flat directions) and lowers it where v is large. Without v (SGD, buffers of other
+  trainers, plain state dicts) s_i = 1. The threshold is capped at tolerance * RMS(W_k): a purely
+  median-relative rule is scale-free, so drift that dominates a residual would never be corrected.
+- first moment m (Adam exp_avg, or SGD momentum_buffer): keep m_i when |m_i| > beta * mean|m|
+  AND the weight residual at i was kept; the second moment v is kept exactly where m is kept
+  (elsewhere both restore as 0, so Adam's update there is 0 until fresh gradients arrive).
+- kept values: per-tensor 1-D k-means with 2^bits - 1 levels, fp16 codebook, plus the exact zero
+  of the mask; v is clustered in log space (it spans many orders of magnitude).
+- the first checkpoint keeps every weight (quantized); its moments follow the rule above.
+- integer tensors, 1-D tensors (norm scales and shifts, biases: a sliver of the bytes that steers
+  every activation) and non-parameter float buffers (BN statistics) are stored losslessly (XOR
+  residual + zstd). `lossless=True` stores every tensor that way and restores bit-exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from slimvision.ckpt.codec import kmeans_1d, pack_bits, pack_mask, unpack_bits, unpack_mask, xor_residual
+from slimvision.ckpt.container import ArchiveWriter, read_records
+from slimvision.errors import ArtifactError, ConfigError
+from slimvision.io import atomic_directory, atomic_write_bytes, load_state_file, save_safetensors_atomic
+
+FORMAT = "slimvision-excp"
+RUN_FILES = ("run.json", "arch.json", "meta.json")
+STATE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+@dataclass
+class CompressConfig:
+    bits: int = 4
+    lossless: bool = False
+    alpha: float = 5.0  # weight-residual threshold, in units of median |residual|
+    beta: float = 1.0  # momentum threshold, in units of mean |momentum|
+    tolerance: float = 0.1  # cap on the weight threshold, as a fraction of the tensor's RMS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ConfigError(f"--bits must be in 1..8, got {self.bits}")
+        if self.alpha < 0 or self.beta < 0:
+            raise ConfigError("alpha and beta must be >= 0")
+
+
+@dataclass
+class CompressResult:
+    path: Path
+    n_checkpoints: int
+    raw_bytes: int
+    compressed_bytes: int
+    zstd_bytes: int  # the same files compressed with plain zstd, for comparison
+    seconds: float
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / max(1, self.compressed_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(path=str(self.path), ratio=self.ratio, zstd_ratio=self.raw_bytes / max(1, self.zstd_bytes))
+        data.pop("tensors")
+        return data
+
+
+# --- discovering checkpoints ---------------------------------------------------------
+
+@dataclass
+class SourceCheckpoint:
+    name: str
+    directory: Path | None  # a checkpoint directory (all its state files + json), or None for a single file
+    files: list[Path]
+
+
+def discover(source: str | Path) -> tuple[list[SourceCheckpoint], dict[str, str]]:
+    """(checkpoints oldest first, run-level JSON files) of a training run, a checkpoints dir or a dir of state files."""
+    from slimvision.train.checkpoint import checkpoint_dirs
+
+    source = Path(source)
+    if not source.exists():
+        raise ArtifactError(f"not found: {source}")
+    run_files = {n: (source / n).read_text() for n in RUN_FILES if (source / n).is_file()}
+    dirs = checkpoint_dirs(source) or ([source] if (source / "state.json").is_file() else [])
+    if not dirs and source.is_dir():
+        dirs = sorted(p for p in source.iterdir() if p.is_dir() and any(f.suffix in STATE_SUFFIXES for f in p.iterdir()))
+    if dirs:
+        return [SourceCheckpoint(d.name, d, sorted(f for f in d.iterdir() if f.suffix in STATE_SUFFIXES or f.suffix == ".json")) for d in dirs], run_files
+    files = sorted(p for p in source.iterdir() if p.suffix in STATE_SUFFIXES) if source.is_dir() else [source]
+    if not files:
+        raise ArtifactError(f"{source}: no checkpoints found (expected checkpoints/epoch_*/ or *.safetensors / *.pt files)")
+    return [SourceCheckpoint(f.stem, None, [f]) for f in files], run_files
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    state = load_state_file(file)
+    bad = [k for k, v in state.items() if not torch.is_tensor(v)]
+    if bad:
+        raise ArtifactError(f"{file}: entries that are not tensors ({bad[:3]}); only flat state dicts are supported")
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+# --- per-tensor encoding ---------------------------------------------------------------
+
+def _quantize(values: np.ndarray, bits: int, log_space: bool) -> tuple[bytes, bytes, np.ndarray]:
+    """(fp16 codebook bytes, packed indices, dequantized values)."""
+    data = np.log(np.maximum(values, 1e-38)) if log_space else values
+    codebook, index = kmeans_1d(data, 2**bits - 1)
+    codebook16 = codebook.astype(np.float16)
+    decoded = codebook16.astype(np.float32)[index] if index.size else np.zeros(0, np.float32)
+    if log_space:
+        decoded = np.exp(decoded.astype(np.float64)).astype(np.float32)
+    return codebook16.tobytes(), pack_bits(index, bits), decoded
+
+
+def _dequantize(codebook: bytes, packed: bytes, count: int, bits: int, log_space: bool) -> np.ndarray:
+    book = np.frombuffer(codebook, dtype=np.float16).astype(np.float32)
+    index = unpack_bits(packed, count, bits)
+    if count and (book.size == 0 or index.max() >= book.size):
+        raise ArtifactError("quantization indices point outside their codebook (corrupt archive)")
+    values = book[index] if count else np.zeros(0, np.float32)
+    return np.exp(values.astype(np.float64)).astype(np.float32) if log_space else values
+
+
+def _role(file: str, key: str, optimizer_keys: set[str], params: set[str]) -> tuple[str, str | None]:
+    """(role, parameter name) of a tensor: weight, exp_avg, exp_avg_sq, momentum, or lossless."""
+    if file == "optimizer.safetensors" and key.startswith("state/"):
+        _, param, field_name = key.split("/", 2)
+        role = {"exp_avg": "momentum", "momentum_buffer": "momentum", "exp_avg_sq": "second_moment"}.get(field_name, "lossless")
+        return role, param
+    if file in ("model.safetensors", "ema.safetensors") and key in params:
+        return "weight", key
+    if file not in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        return "weight", key  # a generic state dict: every float tensor is a weight
+    return "lossless", None
+
+
+class ExcpCodec:
+    """Encodes checkpoints against the reconstruction of the previous one (kept in memory, one checkpoint)."""
+
+    def __init__(self, config: CompressConfig):
+        self.config = config
+        self.previous: dict[str, np.ndarray] = {}  # "file::key" -> reconstructed array
+
+    def encode(self, checkpoint: dict[str, dict[str, torch.Tensor]]) -> tuple[list[dict[str, Any]], list[bytes]]:
+        entries, blobs = [], []
+        optimizer = checkpoint.get("optimizer.safetensors", {})
+        params = {k.split("/")[1] for k in optimizer if k.startswith("state/")}
+        second = {k.split("/")[1]: v.numpy() for k, v in optimizer.items() if k.endswith("/exp_avg_sq")}
+        masks: dict[str, np.ndarray] = {}
+        # weights first: momentum masks depend on them
+        ordered = sorted(
+            ((f, k, t) for f, tensors in checkpoint.items() for k, t in tensors.items()),
+            key=lambda item: {"weight": 0, "momentum": 1, "second_moment": 2}.get(_role(item[0], item[1], set(optimizer), params)[0], 3),
+        )
+        for file, key, tensor in ordered:
+            role, param = _role(file, key, set(optimizer), params)
+            entry, entry_blobs = self._encode_tensor(file, key, tensor, role, param, second, masks)
+            entry["blob_index"] = len(blobs)
+            blobs += entry_blobs
+            entries.append(entry)
+        return entries, blobs
+
+    def _encode_tensor(self, file, key, tensor, role, param, second, masks):
+        cfg = self.config
+        slot = f"{file}::{key}"
+        array = tensor.numpy() if tensor.dtype != torch.bfloat16 else tensor.float().numpy()
+        entry = {"file": file, "key": key, "dtype": str(tensor.dtype).replace("torch.", ""), "shape": list(tensor.shape), "raw_bytes": tensor.numel() * tensor.element_size()}
+        # 1-D tensors (norm scales/shifts, biases) are a sliver of the bytes but steer every activation: keep them exact
+        lossy = not cfg.lossless and tensor.dtype == torch.float32 and role != "lossless" and tensor.ndim > 1
+        if not lossy:
+            previous = self.previous.get(slot)
+            same = previous is not None and previous.shape == array.shape and previous.dtype == array.dtype
+            blob = xor_residual(np.ascontiguousarray(array), previous if same else None).tobytes()
+            self.previous[slot] = array.copy()
+            entry.update(encoding="xor" if same else "raw", kept=1.0)
+            return entry, [blob]
+        flat = array.reshape(-1).astype(np.float32)
+        previous = self.previous.get(slot)
+        first = previous is None or previous.shape != array.shape
+        if role == "weight":
+            base = np.zeros_like(flat) if first else previous.reshape(-1)
+            residual = flat - base
+            if first:
+                keep = np.ones(flat.size, dtype=bool)
+            else:
+                scale = np.ones_like(flat)
+                v = second.get(param)
+                if v is not None and v.size == flat.size:
+                    v = v.reshape(-1).astype(np.float64)
+                    scale = np.clip(np.sqrt(np.median(v) / np.maximum(v, 1e-30)), 0.1, 10.0).astype(np.float32)
+                # the median rule alone is scale-free: once drift dominates the residual it never gets
+                # corrected, so the threshold is also capped at a fraction of the weights' RMS
+                threshold = np.minimum(cfg.alpha * np.median(np.abs(residual)) * scale, cfg.tolerance * np.sqrt(np.mean(flat**2)))
+                keep = np.abs(residual) > threshold
+            masks[param or key] = keep
+            codebook, packed, decoded = _quantize(residual[keep], cfg.bits, log_space=False)
+            restored = base.copy()
+            restored[keep] += decoded
+            encoding = "weight"
+        else:
+            weight_kept = masks.get(param, np.ones(flat.size, dtype=bool))
+            if role == "momentum":
+                keep = (np.abs(flat) > cfg.beta * np.abs(flat).mean()) & weight_kept
+                masks[f"momentum::{param}"] = keep
+            else:
+                keep = masks.get(f"momentum::{param}", weight_kept)
+            codebook, packed, decoded = _quantize(flat[keep], cfg.bits, log_space=role == "second_moment")
+            restored = np.zeros_like(flat)
+            restored[keep] = decoded
+            encoding = "log-values" if role == "second_moment" else "values"
+        self.previous[slot] = restored.reshape(array.shape)
+        entry.update(encoding=encoding, kept=float(keep.mean()), count=int(keep.sum()), bits=cfg.bits)
+        return entry, [pack_mask(keep), codebook, packed]
+
+
+def decode_entry(entry: dict[str, Any], blobs: list[bytes], previous: dict[str, np.ndarray], source: str) -> torch.Tensor:
+    """Rebuild one tensor, updating `previous` (the running reconstruction)."""
+    slot = f"{entry['file']}::{entry['key']}"
+    try:
+        dtype = getattr(torch, entry["dtype"])
+        shape = [int(s) for s in entry["shape"]]
+        numel = int(np.prod(shape)) if shape else 1
+        encoding = entry["encoding"]
+        start = entry["blob_index"]
+    except (KeyError, AttributeError, TypeError, ValueError):
+        raise ArtifactError(f"{source}: malformed tensor entry") from None
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype if dtype != torch.bfloat16 else np.dtype(np.float32)
+    try:
+        if encoding in ("raw", "xor"):
+            words = np.frombuffer(blobs[start], dtype=f"u{np_dtype.itemsize}")
+            if words.size != numel:
+                raise ArtifactError(f"{source}: {entry['key']} has {words.size} values, expected {numel}")
+            if encoding == "xor":
+                prior = previous.get(slot)
+                if prior is None or prior.size != numel:
+                    raise ArtifactError(f"{source}: {entry['key']} is a residual without its previous checkpoint")
+                words = words ^ prior.reshape(-1).view(words.dtype)
+            array = words.view(np_dtype).reshape(shape).copy()
+        elif encoding in ("weight", "values", "log-values"):
+            count, bits = int(entry["count"]), int(entry["bits"])
+            mask = unpack_mask(blobs[start], numel)
+            if int(mask.sum()) != count or not 1 <= bits <= 8:
+                raise ArtifactError(f"{source}: {entry['key']} mask does not match its count")
+            values = _dequantize(blobs[start + 1], blobs[start + 2], count, bits, encoding == "log-values")
+            if encoding == "weight":
+                prior = previous.get(slot)
+                base = np.zeros(numel, np.float32) if prior is None or prior.size != numel else prior.reshape(-1).copy()
+                base[mask] += values
+                array = base.reshape(shape)
+            else:
+                flat = np.zeros(numel, np.float32)
+                flat[mask] = values
+                array = flat.reshape(shape)
+        else:
+            raise ArtifactError(f"{source}: unknown tensor encoding {encoding!r}")
+    except (IndexError, ValueError) as exc:
+        raise ArtifactError(f"{source}: corrupt tensor data for {entry.get('key')} ({exc})") from None
+    previous[slot] = array
+    tensor = torch.from_numpy(array.copy(order="C"))  # ascontiguousarray would turn 0-d into 1-d
+    return tensor.to(dtype) if dtype == torch.bfloat16 else tensor
+
+
+# --- public verbs ----------------------------------------------------------------------
+
+def _zstd_size(files: list[Path]) -> int:
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=3)
+    return sum(len(compressor.compress(f.read_bytes())) for f in files if f.suffix in STATE_SUFFIXES)
+
+
+def compress_run(source: str | Path, out_file: str | Path, config: CompressConfig | None = None) -> CompressResult:
+    """Compress every checkpoint of a run (or directory of state dicts) into one archive, streaming."""
+    config = config or CompressConfig()
+    checkpoints, run_files = discover(source)
+    start = time.perf_counter()
+    codec = ExcpCodec(config)
+    writer = ArchiveWriter(out_file)
+    raw = zstd = 0
+    tensors_report: list[dict[str, Any]] = []
+    try:
+        writer.write({"format": FORMAT, "kind": "run", "config": asdict(config), "run_files": run_files, "n_checkpoints": len(checkpoints)}, [])
+        with Progress(transient=True) as progress:
+            task = progress.add_task("compressing checkpoints", total=len(checkpoints))
+            for checkpoint in checkpoints:
+                tensors = {f.name if checkpoint.directory else "state.safetensors": _load_tensors(f) for f in checkpoint.files if f.suffix in STATE_SUFFIXES}
+                json_files = {f.name: f.read_text() for f in checkpoint.files if f.suffix == ".json"}
+                entries, blobs = codec.encode(tensors)
+                size = writer.write({"kind": "checkpoint", "name": checkpoint.name, "directory": checkpoint.directory is not None, "source_files": [f.name for f in checkpoint.files], "json": json_files, "tensors": entries}, blobs)
+                raw += sum(f.stat().st_size for f in checkpoint.files if f.suffix in STATE_SUFFIXES)
+                zstd += _zstd_size(checkpoint.files)
+                tensors_report.append({"checkpoint": checkpoint.name, "compressed_bytes": size, "tensors": entries})
+                progress.advance(task)
+        path = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return CompressResult(path, len(checkpoints), raw, path.stat().st_size, zstd, time.perf_counter() - start, tensors_report)
+
+
+def _iter_checkpoints(archive: str | Path) -> Iterator[tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]], dict[str, Any]]]:
+    """Yield (record header, {file: {key: tensor}}, archive header) for every checkpoint, reconstructing the chain."""
+    records = read_records(archive)
+    try:
+        head, _ = next(records)
+    except StopIteration:
+        raise ArtifactError(f"{archive}: empty archive") from None
+    if head.get("format") != FORMAT:
+        raise ArtifactError(f"{archive}: not an ExCP checkpoint archive")
+    previous: dict[str, np.ndarray] = {}
+    for index, (header, blobs) in enumerate(records):
+        source = f"{archive} checkpoint {index}"
+        files: dict[str, dict[str, torch.Tensor]] = {}
+        for entry in header.get("tensors", []):
+            tensor = decode_entry(entry, blobs, previous, source)
+            files.setdefault(entry["file"], {})[entry["key"]] = tensor
+        yield header, files, head
+
+
+def restore(archive: str | Path, out_dir: str | Path, index: int | None = None) -> Path:
+    """Rebuild checkpoint `index` (None = last) as a run directory that `slimvision train --resume` accepts."""
+    chosen = None
+    count = 0
+    for count, (header, files, head) in enumerate(_iter_checkpoints(archive), start=1):
+        if index is None or count - 1 == index:
+            chosen = (header, files, head)
+            if index is not None:
+                break
+    if chosen is None:
+        raise ArtifactError(f"{archive}: no checkpoint {index} (the archive holds {count})")
+    header, files, head = chosen
+    with atomic_directory(out_dir) as target:
+        if header.get("directory"):
+            directory = target / "checkpoints" / header["name"]
+            directory.mkdir(parents=True)
+            for name, tensors in files.items():
+                save_safetensors_atomic(tensors, directory / name)
+            for name, text in header.get("json", {}).items():
+                atomic_write_bytes(directory / name, text.encode())
+            for name, text in head.get("run_files", {}).items():
+                atomic_write_bytes(target / name, text.encode())
+            if "model.safetensors" in files and "arch.json" in head.get("run_files", {}):
+                save_safetensors_atomic(files["model.safetensors"], target / "model.safetensors")
+        else:
+            for name, tensors in files.items():
+                save_safetensors_atomic(tensors, target / f"{header['name']}.safetensors")
+    return Path(out_dir)
+
+
+def inspect(archive: str | Path) -> dict[str, Any]:
+    """Per-checkpoint and per-tensor sizes, kept fractions and encodings (decodes and verifies everything)."""
+    checkpoints = []
+    for header, files, head in _iter_checkpoints(archive):
+        tensors = [
+            {"file": e["file"], "key": e["key"], "shape": e["shape"], "encoding": e["encoding"], "kept": e.get("kept", 1.0), "raw_bytes": e["raw_bytes"]}
+            for e in header.get("tensors", [])
+        ]
+        checkpoints.append({"name": header["name"], "tensors": tensors, "raw_bytes": sum(t["raw_bytes"] for t in tensors)})
+    size = Path(archive).stat().st_size
+    raw = sum(c["raw_bytes"] for c in checkpoints)
+    return {"archive": str(archive), "compressed_bytes": size, "raw_tensor_bytes": raw, "ratio": raw / max(1, size), "n_checkpoints": len(checkpoints), "config": head["config"] if checkpoints else None, "checkpoints": checkpoints}
