@@ -140,7 +140,7 @@ def test_joint_shrinking_keeps_momentum_only_where_the_weight_residual_is_kept()
     from slimvision.ckpt.excp import ExcpCodec
 
     torch.manual_seed(0)
-    weight = torch.randn(16, 16)
+    weight = torch.randint(0, 15, (16, 16)).float()  # 15 distinct values: the first checkpoint quantizes exactly
     codec = ExcpCodec(CompressConfig(alpha=1.0, beta=0.0))
     state = lambda w, m, v: {  # noqa: E731
         "model.safetensors": {"w": w},
