@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+from slimvision.report import markdown_table  # noqa: F401  (re-exported for the benchmark scripts)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -34,12 +36,6 @@ def mean_std(values: Sequence[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_results(name: str, markdown: str, data: dict) -> None:

@@ -142,8 +142,9 @@ def demo_command(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes its models and report."),
     epochs: int = typer.Option(15, "--epochs", help="Training epochs for the digits model."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for training and every latency measurement."),
 ) -> None:
-    """Train on the bundled digits data, measure the model, and write a report (about a minute on 2 cores)."""
+    """Train -> prune -> distill -> quantize on the bundled digits data and write a report (a few minutes on 2 cores; resumable)."""
     from slimvision.pipeline.demo import run_demo
 
-    run_demo(out, epochs=epochs, seed=seed, console=console)
+    run_demo(out, epochs=epochs, seed=seed, console=console, threads=threads)

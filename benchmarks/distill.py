@@ -1,0 +1,112 @@
+"""Distillation benchmark: teacher resnet56; students resnet20 (from scratch) and a 50%-MACs pruned resnet56.
+
+Each loss (none = plain cross-entropy fine-tuning / training, kd, nkd, uskd, feature, ema) with the
+same epochs and schedule, >= 3 seeds, mean ± std of test accuracy. Digits at 16x16 to fit the
+CPU budget (recorded below). Writes benchmarks/results/distill.md (+ .json).
+
+    python benchmarks/distill.py [--seeds 3] [--image-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import conditions, markdown_table, mean_std, write_results
+from slimvision.data import get_dataset
+from slimvision.distill import DistillConfig, distill
+from slimvision.io import load_artifact
+from slimvision.measure import accuracy, count_macs
+from slimvision.models import create_model
+from slimvision.prune import PruneConfig, prune
+from slimvision.train import TrainConfig, seed_everything
+from slimvision.train.run import RunSpec, train_run
+
+LOSSES = {
+    "none": DistillConfig("none"),
+    "kd": DistillConfig("kd"),
+    "nkd": DistillConfig("nkd"),
+    "uskd": DistillConfig("uskd", student_layer="layer2"),
+    "feature": DistillConfig("feature", student_layer="layer3", teacher_layer="layer3"),
+    "ema": DistillConfig("ema"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--teacher-epochs", type=int, default=10)
+    parser.add_argument("--student-epochs", type=int, default=6)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="distill-bench-"))
+    size = args.image_size
+    train, val, test = (get_dataset("digits", s, size) for s in ("train", "val", "test"))
+    train_run(RunSpec("resnet56", "digits", size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher")
+    teacher = load_artifact(work / "teacher").model
+    teacher_acc = accuracy(teacher, test)
+    pruned = prune(teacher, torch.zeros(1, 1, size, size), PruneConfig(method="l1", macs_ratio=0.5)).model
+    pruned_acc = accuracy(pruned, test)
+    macs_kept = count_macs(pruned, (1, size, size)) / count_macs(teacher, (1, size, size))
+
+    students = {
+        "resnet20 (from scratch)": (lambda: create_model("resnet20", in_chans=1), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False)),
+        "resnet56 pruned to 50% MACs (fine-tune)": (lambda: copy.deepcopy(pruned), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False)),
+    }
+    results: dict[str, dict[str, list[float]]] = {}
+    for student_name, (make_student, base_config) in students.items():
+        for loss_name, loss_config in LOSSES.items():
+            for seed in range(args.seeds):
+                seed_everything(seed)
+                student = make_student()
+                config = TrainConfig(**{**base_config.to_dict(), "seed": seed})
+                distill(student, teacher, train, val, loss_config, config)
+                results.setdefault(student_name, {}).setdefault(loss_name, []).append(accuracy(student, test))
+            print(student_name, loss_name, results[student_name][loss_name], flush=True)
+
+    rows = []
+    for student_name, by_loss in results.items():
+        baseline = statistics.mean(by_loss["none"])
+        for loss_name, accs in by_loss.items():
+            rows.append([student_name, loss_name, mean_std(accs), f"{100 * (statistics.mean(accs) - baseline):+.2f}"])
+    nkd, plain = results["resnet56 pruned to 50% MACs (fine-tune)"]["nkd"], results["resnet56 pruned to 50% MACs (fine-tune)"]["none"]
+    cond = conditions(args.threads)
+    md = [
+        "# Knowledge distillation on digits",
+        "",
+        f"Digits at {size}x{size} (1 channel; the image size is reduced from 32 to fit the CPU budget). Teacher: resnet56, "
+        f"{args.teacher_epochs} epochs, test accuracy **{teacher_acc:.4f}**. Pruned student: the teacher pruned with L1 to "
+        f"{macs_kept:.3f} of its MACs (accuracy right after pruning {pruned_acc:.4f}), fine-tuned {args.finetune_epochs} epochs "
+        f"(SGD lr 0.01, cosine). resnet20 student: {args.student_epochs} epochs from scratch (SGD 0.1, 1 warm-up epoch). "
+        f"{args.seeds} seeds, mean ± std of test top-1 (360 images); Δ is against `none` (plain cross-entropy) for the same student.",
+        "Losses use their published defaults: KD T=4, alpha 0.9; NKD T=1, gamma 1.5 (+CE); USKD alpha 1, beta 0.1, mu 0.005 "
+        "(weak head on layer2); feature: 1x1-conv projection of student layer3 to teacher layer3, MSE, weight 1 (+CE); "
+        "EMA teacher: decay 0.999, KD T=4, alpha 0.5.",
+        "",
+        markdown_table(["student", "loss", "test top-1", "Δ vs none (points)"], rows),
+        "",
+        f"Acceptance check — pruned resnet56, NKD vs plain fine-tuning for the same epochs: {statistics.mean(nkd):.4f} vs {statistics.mean(plain):.4f} "
+        f"({'NKD recovers at least as much' if statistics.mean(nkd) >= statistics.mean(plain) else 'NKD recovers LESS than plain fine-tuning'}).",
+        "",
+        "## Conditions",
+        "",
+        *[f"- {k}: {v}" for k, v in cond.items()],
+        f"- wall time: {time.perf_counter() - start:.0f} s",
+        "",
+    ]
+    write_results("distill", "\n".join(md), {"teacher_accuracy": teacher_acc, "pruned_accuracy": pruned_acc, "results": results, "conditions": cond})
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Accuracy-vs-cost scatter plots with the Pareto front highlighted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from slimvision.io import atomic_write_bytes  # noqa: E402
+
+
+def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
+    """Indices of points no other point beats on both lower cost and higher score, cheapest first."""
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], -scores[i]))
+    front, best = [], float("-inf")
+    for index in order:
+        if scores[index] > best:
+            front.append(index)
+            best = scores[index]
+    return front
+
+
+def tradeoff_plot(labels: Sequence[str], costs: Sequence[float], scores: Sequence[float], path: str | Path, cost_label: str, score_label: str, title: str) -> Path:
+    """Write a PNG scatter of `scores` against `costs`, labelled, with the Pareto front joined."""
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    axes.scatter(costs, scores, color="tab:blue")
+    for label, cost, score in zip(labels, costs, scores):
+        axes.annotate(label, (cost, score), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = pareto_front(costs, scores)
+    axes.plot([costs[i] for i in front], [scores[i] for i in front], color="tab:orange", linewidth=1, label="Pareto front")
+    axes.set_xlabel(cost_label)
+    axes.set_ylabel(score_label)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
