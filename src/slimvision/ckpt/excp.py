@@ -47,7 +47,7 @@ class CompressConfig:
     lossless: bool = False
     alpha: float = 5.0  # weight-residual threshold, in units of median |residual|
     beta: float = 1.0  # momentum threshold, in units of mean |momentum|
-    tolerance: float = 0.1  # cap on the weight threshold, as a fraction of the tensor's RMS
+    tolerance: float = 0.05  # cap on the weight threshold, as a fraction of the tensor's RMS
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:

@@ -22,7 +22,7 @@ def compress_command(
     lossless: bool = typer.Option(False, "--lossless", help="Residual (XOR) + zstd only: restores bit-exactly."),
     alpha: float = typer.Option(5.0, "--alpha", help="Weight-residual threshold in units of median |residual|."),
     beta: float = typer.Option(1.0, "--beta", help="Momentum threshold in units of mean |momentum|."),
-    tolerance: float = typer.Option(0.1, "--tolerance", help="Cap on the weight threshold, as a fraction of the tensor's RMS."),
+    tolerance: float = typer.Option(0.05, "--tolerance", help="Cap on the weight threshold, as a fraction of the tensor's RMS."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compress every checkpoint of a run into one archive (streaming, one checkpoint in memory at a time)."""
