@@ -10,6 +10,16 @@ from slimvision.errors import ConfigError
 from slimvision.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+# Builders registered by packages that sit above the zoo (NAS spaces register nas_* networks);
+# imported on first use so the zoo itself does not depend on them.
+PLUGIN_MODULES = ("slimvision.nas.spaces", "slimvision.nas.supernet")
+
+
+def load_plugins() -> None:
+    import importlib
+
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module)
 
 
 def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -19,6 +29,8 @@ def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module
 
 def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> nn.Module:
     """Build zoo model `name`; the call's arguments are its JSON arch spec (see `slimvision.io`)."""
+    if name not in MODELS:
+        load_plugins()
     builder = MODELS.get(name)
     try:
         return builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
@@ -27,4 +39,5 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs: 
 
 
 def list_models() -> list[str]:
+    load_plugins()
     return MODELS.names()

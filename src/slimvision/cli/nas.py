@@ -1,0 +1,93 @@
+"""`slimvision supernet train`, `slimvision search`, `slimvision derive`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from slimvision.cli.app import app, console, print_json
+
+supernet_app = typer.Typer(help="Weight-sharing supernets for one-shot NAS.", no_args_is_help=True)
+app.add_typer(supernet_app, name="supernet")
+
+
+@supernet_app.command("train")
+def supernet_train_command(
+    out: Path = typer.Option(..., "--out", help="Directory for checkpoints and the supernet artifact."),
+    space: str = typer.Option("mbv2", "--space", help="Search space with a supernet: mbv2."),
+    data: str = typer.Option("digits", "--data", help="Dataset."),
+    image_size: int = typer.Option(32, "--image-size", help="Image size."),
+    sampler: str = typer.Option("sandwich", "--sampler", help="uniform | sandwich | complexity | performance."),
+    epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
+    lr: float = typer.Option(0.05, "--lr", help="Peak learning rate (SGD, cosine)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+) -> None:
+    """Train a supernet whose subnets share weights (checkpointed, resumable)."""
+    from slimvision.nas.supernet.train import SupernetConfig, train_supernet
+
+    result = train_supernet(SupernetConfig(space, sampler, epochs, lr, seed=seed), out, data, image_size, resume)
+    console.print(f"supernet trained -> {out} (largest subnet, val accuracy without BN re-calibration: {result['val_accuracy_largest']:.4f})")
+
+
+def _parse_optional(value: Optional[str]) -> Optional[float]:
+    from slimvision.config import parse_count
+
+    return None if value is None else parse_count(value)
+
+
+@app.command("search")
+def search_command(
+    out: Path = typer.Option(..., "--out", help="Directory for evaluations.jsonl, pareto.json, pareto.png (rerun to resume)."),
+    space: str = typer.Option("mbv2", "--space", help="Search space."),
+    strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | tpe | nsga2."),
+    evaluator: str = typer.Option("oneshot", "--evaluator", help="oneshot | oneshot-loss | train | any registered evaluator."),
+    supernet: Optional[Path] = typer.Option(None, "--supernet", help="Supernet directory (one-shot evaluators)."),
+    data: str = typer.Option("digits", "--data", help="Dataset (train evaluator)."),
+    image_size: int = typer.Option(32, "--image-size", help="Input size for MACs/latency and the train evaluator."),
+    in_chans: int = typer.Option(1, "--in-chans", help="Input channels for MACs/latency (digits: 1)."),
+    max_macs: Optional[str] = typer.Option(None, "--max-macs", help="MACs limit, e.g. 30M."),
+    max_params: Optional[str] = typer.Option(None, "--max-params", help="Parameter limit, e.g. 500k."),
+    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="Latency limit at batch 1 (per-block lookup table measured on this machine)."),
+    trials: int = typer.Option(50, "--trials", help="Architectures to evaluate."),
+    population: int = typer.Option(16, "--population", help="Population size (evolution, nsga2)."),
+    threads: int = typer.Option(1, "--threads", help="Threads for latency measurements."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    json_output: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
+) -> None:
+    """Constrained architecture search; writes the measured Pareto front (score vs MACs)."""
+    import slimvision.nas.evaluators  # noqa: F401  (registers evaluators)
+    import slimvision.nas.spaces  # noqa: F401  (registers spaces)
+    from slimvision.nas import SPACES, create_evaluator
+    from slimvision.nas.strategies import Constraints, SearchConfig, run_search
+
+    search_space = SPACES.get(space)()
+    config = SearchConfig(strategy, trials, population, seed, image_size, in_chans, 10, threads)
+    judge = create_evaluator(evaluator, search_space, supernet=supernet, data=data, image_size=image_size, seed=seed)
+    front = run_search(search_space, judge, Constraints(_parse_optional(max_macs), _parse_optional(max_params), max_latency_ms), config, out)
+    if json_output:
+        print_json(front)
+        return
+    table = Table(title=f"Pareto front ({strategy}, {evaluator}) -> {out / 'pareto.json'}")
+    for column in ("#", "score", "MACs", "params", "latency ms (bs1)"):
+        table.add_column(column, justify="right")
+    for index, point in enumerate(front):
+        table.add_row(str(index), f"{point['score']:.4f}", f"{point['macs'] / 1e6:.2f}M", f"{point['params']:,}", f"{point['latency_ms']:.2f}")
+    console.print(table)
+
+
+@app.command("derive")
+def derive_command(
+    pareto: Path = typer.Argument(..., help="pareto.json written by `slimvision search`."),
+    index: int = typer.Option(..., "--index", help="Pareto point to derive."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    supernet: Optional[Path] = typer.Option(None, "--supernet", help="Inherit weights from this supernet (BN re-calibrated); default: fresh init."),
+) -> None:
+    """Turn a Pareto point into a standalone model (train it with `slimvision train`-style fine-tuning or evaluate it)."""
+    from slimvision.nas.derive import derive
+
+    result = derive(pareto, index, out, supernet)
+    console.print(f"derived point {index} -> {out} ({'inherited weights' if result['inherited'] else 'fresh weights'})")

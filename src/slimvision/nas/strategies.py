@@ -1,0 +1,203 @@
+"""Search strategies under hard constraints: random, evolution, optuna TPE and NSGA-II; all resumable.
+
+Every evaluated arch is appended to `evaluations.jsonl` in the output directory, so a rerun skips
+what is done (random, evolution) or continues the optuna study stored in `study.db` (tpe, nsga2).
+The result is the Pareto front of score vs MACs; its archs are rebuilt and measured (MACs,
+params, latency at batch 1) and any that violate a constraint are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.progress import Progress
+
+from slimvision.errors import ConfigError
+from slimvision.io import atomic_write_json
+from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
+from slimvision.nas.evaluator import Evaluator
+from slimvision.nas.space import Arch, SearchSpace
+
+STRATEGIES = ("random", "evolution", "tpe", "nsga2")
+
+
+@dataclass
+class Constraints:
+    max_macs: float | None = None
+    max_params: float | None = None
+    max_latency_ms: float | None = None
+
+
+@dataclass
+class SearchConfig:
+    strategy: str = "evolution"
+    trials: int = 100
+    population: int = 20
+    seed: int = 0
+    image_size: int = 32
+    in_chans: int = 3
+    num_classes: int = 10
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if self.trials < 1:
+            raise ConfigError(f"--trials must be >= 1, got {self.trials}")
+
+
+class Search:
+    """Shared bookkeeping: constraint checks, the evaluation log, the final measured Pareto front."""
+
+    def __init__(self, space: SearchSpace, evaluator: Evaluator, constraints: Constraints, config: SearchConfig, out_dir: str | Path):
+        self.space, self.evaluator, self.constraints, self.config = space, evaluator, constraints, config
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.out_dir / "evaluations.jsonl"
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.log_path.is_file():
+            for line in self.log_path.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.records[space.encode(record["arch"])] = record
+        self.latency = None
+        if constraints.max_latency_ms is not None:
+            from slimvision.nas.latency_lut import LatencyTable
+
+            self.latency = LatencyTable(self.out_dir / "latency_lut.json", config.image_size, config.in_chans, config.threads)
+
+    def macs(self, arch: Arch) -> int:
+        if hasattr(self.space, "macs"):
+            return self.space.macs(arch, self.config.image_size, self.config.in_chans, self.config.num_classes)
+        return count_macs(self._build(arch), (self.config.in_chans, self.config.image_size, self.config.image_size))
+
+    def _build(self, arch: Arch):
+        return self.space.build(arch, self.config.num_classes, self.config.in_chans)
+
+    def feasible(self, arch: Arch) -> bool:
+        c = self.constraints
+        if c.max_macs is not None and self.macs(arch) > c.max_macs:
+            return False
+        if c.max_params is not None and count_params(self._build(arch)) > c.max_params:
+            return False
+        if self.latency is not None and self.latency.predict_ms(arch) > c.max_latency_ms:
+            return False
+        return True
+
+    def evaluate(self, arch: Arch) -> dict[str, Any]:
+        key = self.space.encode(arch)
+        if key not in self.records:
+            record = {"arch": arch, "macs": self.macs(arch), "score": float(self.evaluator.score(arch))}
+            if self.latency is not None:
+                record["latency_ms_lut"] = self.latency.predict_ms(arch)
+            self.records[key] = record
+            with self.log_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        return self.records[key]
+
+    def random_feasible(self, rng: random.Random, tries: int = 1000) -> Arch:
+        for _ in range(tries):
+            arch = self.space.sample(rng)
+            if self.feasible(arch):
+                return arch
+        raise ConfigError("no architecture in the space meets the constraints (tried 1000 random samples); loosen --max-macs/--max-params/--max-latency-ms")
+
+    def pareto(self) -> list[dict[str, Any]]:
+        """Non-dominated records (higher score, fewer MACs), re-measured and checked against the constraints."""
+        records = sorted(self.records.values(), key=lambda r: (r["macs"], -r["score"]))
+        front, best = [], float("-inf")
+        for record in records:
+            if record["score"] > best:
+                front.append(record)
+                best = record["score"]
+        measured = []
+        shape = (self.config.in_chans, self.config.image_size, self.config.image_size)
+        with pinned_threads(self.config.threads):
+            for record in front:
+                model = self._build(record["arch"]).eval()
+                point = {**record, "macs": count_macs(model, shape), "params": count_params(model), "latency_ms": measure_latency(model, shape, 1, 3, 20).median_ms}
+                c = self.constraints
+                if (c.max_macs is None or point["macs"] <= c.max_macs) and (c.max_params is None or point["params"] <= c.max_params) and (c.max_latency_ms is None or point["latency_ms"] <= c.max_latency_ms):
+                    measured.append(point)
+        return measured
+
+
+def _run_random(search: Search, progress: Callable[[], None]) -> None:
+    rng = random.Random(search.config.seed)
+    while len(search.records) < search.config.trials:
+        search.evaluate(search.random_feasible(rng))
+        progress()
+
+
+def _run_evolution(search: Search, progress: Callable[[], None]) -> None:
+    """Regularised-style evolution: tournament parents, mutation + crossover, feasible children only."""
+    cfg = search.config
+    rng = random.Random(cfg.seed + len(search.records))  # a resumed run continues with a fresh stream
+    population = sorted(search.records.values(), key=lambda r: -r["score"])[: cfg.population]
+    while len(population) < cfg.population and len(search.records) < cfg.trials:
+        population.append(search.evaluate(search.random_feasible(rng)))
+        progress()
+    while len(search.records) < cfg.trials:
+        parents = sorted(rng.sample(population, min(len(population), 4)), key=lambda r: -r["score"])[:2]
+        child = search.space.crossover(parents[0]["arch"], parents[-1]["arch"], rng)
+        child = search.space.mutate(child, rng, 0.15)
+        if not search.feasible(child) or search.space.encode(child) in search.records:
+            continue
+        population.append(search.evaluate(child))
+        population = sorted(population, key=lambda r: -r["score"])[: cfg.population]
+        progress()
+
+
+def _run_optuna(search: Search, progress: Callable[[], None]) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = search.config
+    multi = cfg.strategy == "nsga2"
+    sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=cfg.population) if multi else optuna.samplers.TPESampler(seed=cfg.seed)
+    study = optuna.create_study(
+        study_name=f"slimvision-{cfg.strategy}", storage=f"sqlite:///{search.out_dir / 'study.db'}", load_if_exists=True,
+        sampler=sampler, directions=["maximize", "minimize"] if multi else ["maximize"],
+    )
+    choices = search.space.choices()
+
+    def objective(trial: "optuna.Trial"):
+        arch = {name: trial.suggest_categorical(name, values) for name, values in choices.items()}
+        if not search.feasible(arch):
+            raise optuna.TrialPruned()  # infeasible: not a result, and not counted as one
+        record = search.evaluate(arch)
+        progress()
+        return (record["score"], record["macs"]) if multi else record["score"]
+
+    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+    budget = cfg.trials * 20  # attempts, infeasible ones included
+    while done < cfg.trials and budget > 0:
+        study.optimize(objective, n_trials=1)
+        budget -= 1
+        done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+
+
+RUNNERS = {"random": _run_random, "evolution": _run_evolution, "tpe": _run_optuna, "nsga2": _run_optuna}
+
+
+def run_search(space: SearchSpace, evaluator: Evaluator, constraints: Constraints, config: SearchConfig, out_dir: str | Path) -> list[dict[str, Any]]:
+    """Search, write `pareto.json` + `pareto.png` into out_dir, and return the measured Pareto front."""
+    search = Search(space, evaluator, constraints, config, out_dir)
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"{config.strategy} search", total=config.trials, completed=min(len(search.records), config.trials))
+        RUNNERS[config.strategy](search, lambda: bar.update(task, completed=min(len(search.records), config.trials)))
+    front = search.pareto()
+    atomic_write_json(search.out_dir / "pareto.json", {
+        "space": space.name, "evaluator": getattr(evaluator, "name", type(evaluator).__name__), "constraints": asdict(constraints),
+        "config": asdict(config), "n_evaluated": len(search.records), "front": front,
+        "conditions": f"MACs/params/latency of front points measured on the rebuilt model (latency: batch 1, median of 20, {config.threads} threads)",
+    })
+    if front:
+        from slimvision.report import tradeoff_plot
+
+        tradeoff_plot([str(i) for i in range(len(front))], [p["macs"] / 1e6 for p in front], [p["score"] for p in front], search.out_dir / "pareto.png", "MACs (M)", "score", f"{space.name}: {config.strategy} Pareto front")
+    return front

@@ -1,0 +1,91 @@
+import json
+import random
+
+import pytest
+
+from slimvision.config import parse_count
+from slimvision.errors import ConfigError
+from slimvision.nas.evaluator import EVALUATORS, Evaluator
+from slimvision.nas.spaces.mbv2 import Mbv2Space
+from slimvision.nas.strategies import Constraints, SearchConfig, run_search
+
+SPACE = Mbv2Space()
+
+
+class MacsHungry(Evaluator):
+    """A cheap deterministic evaluator: bigger nets score higher (so constraints bind)."""
+
+    name = "macs-hungry"
+
+    def __init__(self, space, **_):
+        super().__init__(space)
+        self.calls = 0
+
+    def score(self, arch):
+        self.calls += 1
+        return self.space.macs(arch) / 1e8
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution", "tpe", "nsga2"])
+def test_every_front_point_meets_the_measured_constraints(strategy, tmp_path):
+    config = SearchConfig(strategy=strategy, trials=12, population=6, seed=0, in_chans=1)
+    front = run_search(SPACE, MacsHungry(SPACE), Constraints(max_macs=parse_count("30M"), max_params=parse_count("400k")), config, tmp_path)
+    assert front
+    for point in front:
+        assert point["macs"] <= 30e6 and point["params"] <= 400e3 and point["latency_ms"] > 0
+    saved = json.loads((tmp_path / "pareto.json").read_text())
+    assert saved["n_evaluated"] >= 12 and (tmp_path / "pareto.png").is_file()
+
+
+def test_search_resumes_without_re_evaluating(tmp_path):
+    evaluator = MacsHungry(SPACE)
+    run_search(SPACE, evaluator, Constraints(max_macs=40e6), SearchConfig("evolution", trials=8, population=4, in_chans=1), tmp_path)
+    first_calls = evaluator.calls
+    again = MacsHungry(SPACE)
+    run_search(SPACE, again, Constraints(max_macs=40e6), SearchConfig("evolution", trials=12, population=4, in_chans=1), tmp_path)
+    assert first_calls == 8 and again.calls == 4  # only the 4 new trials are evaluated
+
+
+def test_optuna_study_resumes_from_storage(tmp_path):
+    evaluator = MacsHungry(SPACE)
+    run_search(SPACE, evaluator, Constraints(max_macs=40e6), SearchConfig("tpe", trials=5, in_chans=1), tmp_path)
+    again = MacsHungry(SPACE)
+    run_search(SPACE, again, Constraints(max_macs=40e6), SearchConfig("tpe", trials=8, in_chans=1), tmp_path)
+    import optuna
+
+    study = optuna.load_study(study_name="slimvision-tpe", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 8
+
+
+def test_latency_constraint_uses_a_measured_lookup_table(tmp_path):
+    config = SearchConfig("random", trials=4, in_chans=1)
+    front = run_search(SPACE, MacsHungry(SPACE), Constraints(max_latency_ms=50.0), config, tmp_path)
+    table = json.loads((tmp_path / "latency_lut.json").read_text())
+    assert any(key.startswith("block/") for key in table) and all(v > 0 for v in table.values())
+    assert all(p["latency_ms"] <= 50.0 for p in front)
+
+
+def test_impossible_budget_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no architecture in the space meets the constraints"):
+        run_search(SPACE, MacsHungry(SPACE), Constraints(max_macs=1e6), SearchConfig("random", trials=2, in_chans=1), tmp_path)
+
+
+def test_cli_search_with_train_evaluator_and_derive(cli, tmp_path):
+    code, out, err = cli(
+        "search", "--space", "mbv2", "--strategy", "random", "--evaluator", "train", "--image-size", "8", "--trials", "2",
+        "--max-macs", "8M", "--out", tmp_path / "s", "--json",
+    )
+    assert code == 0, err
+    front = json.loads(out)
+    assert front and all(p["macs"] <= 8e6 for p in front)
+    code, _, err = cli("derive", tmp_path / "s" / "pareto.json", "--index", "0", "--out", tmp_path / "m")
+    assert code == 0, err
+    code, out, _ = cli("profile", tmp_path / "m", "--input-size", "1", "8", "8", "--repeats", "2", "--json")
+    assert code == 0 and json.loads(out)["macs"] <= 8e6
+    code, _, err = cli("search", "--evaluator", "oneshot", "--trials", "1", "--out", tmp_path / "x")
+    assert code == 1 and "--supernet" in err
+
+
+def test_unknown_evaluator_lists_known_ones():
+    with pytest.raises(ConfigError, match="known:"):
+        EVALUATORS.get("psychic")
