@@ -12,7 +12,9 @@ Rules used here (per parameter tensor, checkpoint k against the reconstruction o
   (elsewhere both restore as 0, so Adam's update there is 0 until fresh gradients arrive).
 - kept values: per-tensor 1-D k-means with 2^bits - 1 levels, fp16 codebook, plus the exact zero
   of the mask; v is clustered in log space (it spans many orders of magnitude).
-- the first checkpoint keeps every weight (quantized); its moments follow the rule above.
+- the first checkpoint keeps every weight, quantized with `base_bits` (8): every later checkpoint is
+  a correction on top of it, so its error would otherwise persist wherever weights move little;
+  its moments follow the rule above.
 - integer tensors, 1-D tensors (norm scales and shifts, biases: a sliver of the bytes that steers
   every activation) and non-parameter float buffers (BN statistics) are stored losslessly (XOR
   residual + zstd). `lossless=True` stores every tensor that way and restores bit-exactly.
@@ -46,11 +48,12 @@ class CompressConfig:
     bits: int = 4
     lossless: bool = False
     alpha: float = 5.0  # weight-residual threshold, in units of median |residual|
-    beta: float = 1.0  # momentum threshold, in units of mean |momentum|
-    tolerance: float = 0.05  # cap on the weight threshold, as a fraction of the tensor's RMS
+    beta: float = 3.0  # momentum threshold, in units of mean |momentum|
+    tolerance: float = 0.01  # cap on the weight threshold, as a fraction of the tensor's RMS
+    base_bits: int = 8  # the first checkpoint's weights: every later one is a correction on top of them
 
     def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 8:
+        if not 1 <= self.bits <= 8 or not 1 <= self.base_bits <= 8:
             raise ConfigError(f"--bits must be in 1..8, got {self.bits}")
         if self.alpha < 0 or self.beta < 0:
             raise ConfigError("alpha and beta must be >= 0")
@@ -207,7 +210,8 @@ class ExcpCodec:
                 threshold = np.minimum(cfg.alpha * np.median(np.abs(residual)) * scale, cfg.tolerance * np.sqrt(np.mean(flat**2)))
                 keep = np.abs(residual) > threshold
             masks[param or key] = keep
-            codebook, packed, decoded = _quantize(residual[keep], cfg.bits, log_space=False)
+            bits = cfg.base_bits if first else cfg.bits
+            codebook, packed, decoded = _quantize(residual[keep], bits, log_space=False)
             restored = base.copy()
             restored[keep] += decoded
             encoding = "weight"
@@ -222,8 +226,9 @@ class ExcpCodec:
             restored = np.zeros_like(flat)
             restored[keep] = decoded
             encoding = "log-values" if role == "second_moment" else "values"
+            bits = cfg.bits
         self.previous[slot] = restored.reshape(array.shape)
-        entry.update(encoding=encoding, kept=float(keep.mean()), count=int(keep.sum()), bits=cfg.bits)
+        entry.update(encoding=encoding, kept=float(keep.mean()), count=int(keep.sum()), bits=bits)
         return entry, [pack_mask(keep), codebook, packed]
 
 

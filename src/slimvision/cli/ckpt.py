@@ -21,8 +21,8 @@ def compress_command(
     bits: int = typer.Option(4, "--bits", help="Bits per kept value (2^bits - 1 k-means levels plus an exact zero)."),
     lossless: bool = typer.Option(False, "--lossless", help="Residual (XOR) + zstd only: restores bit-exactly."),
     alpha: float = typer.Option(5.0, "--alpha", help="Weight-residual threshold in units of median |residual|."),
-    beta: float = typer.Option(1.0, "--beta", help="Momentum threshold in units of mean |momentum|."),
-    tolerance: float = typer.Option(0.05, "--tolerance", help="Cap on the weight threshold, as a fraction of the tensor's RMS."),
+    beta: float = typer.Option(3.0, "--beta", help="Momentum threshold in units of mean |momentum|."),
+    tolerance: float = typer.Option(0.01, "--tolerance", help="Cap on the weight threshold, as a fraction of the tensor's RMS."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compress every checkpoint of a run into one archive (streaming, one checkpoint in memory at a time)."""
