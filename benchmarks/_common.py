@@ -32,6 +32,14 @@ def conditions(threads: int) -> dict:
     }
 
 
+def conditions_markdown(cond: dict, seconds: float | None = None) -> list[str]:
+    """The '## Conditions' section every results file ends with."""
+    lines = ["## Conditions", "", *[f"- {k}: {v}" for k, v in cond.items()]]
+    if seconds is not None:
+        lines.append(f"- wall time: {seconds:.0f} s")
+    return lines + [""]
+
+
 def mean_std(values: Sequence[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"

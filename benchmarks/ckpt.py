@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, markdown_table, write_results
+from _common import conditions, conditions_markdown, markdown_table, write_results
 from slimvision.ckpt import CompressConfig, compress_run, restore
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
@@ -69,10 +69,7 @@ def main() -> None:
         "",
         markdown_table(["mode", "raw safetensors bytes", "archive bytes", "ratio vs raw", "plain zstd ratio", "restored final acc.", "resumed acc. (+2 epochs)", "compress s", "restore s"], rows),
         "",
-        "## Conditions",
-        "",
-        *[f"- {k}: {v}" for k, v in cond.items()],
-        "",
+        *conditions_markdown(cond),
     ]
     write_results("ckpt", "\n".join(md), data)
     print("\n".join(md))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, markdown_table, mean_std, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, write_results
 from slimvision.data import get_dataset
 from slimvision.distill import DistillConfig, distill
 from slimvision.io import load_artifact
@@ -98,11 +98,7 @@ def main() -> None:
         f"Acceptance check — pruned resnet56, NKD vs plain fine-tuning for the same epochs: {statistics.mean(nkd):.4f} vs {statistics.mean(plain):.4f} "
         f"({'NKD recovers at least as much' if statistics.mean(nkd) >= statistics.mean(plain) else 'NKD recovers LESS than plain fine-tuning'}).",
         "",
-        "## Conditions",
-        "",
-        *[f"- {k}: {v}" for k, v in cond.items()],
-        f"- wall time: {time.perf_counter() - start:.0f} s",
-        "",
+        *conditions_markdown(cond, time.perf_counter() - start),
     ]
     write_results("distill", "\n".join(md), {"teacher_accuracy": teacher_acc, "pruned_accuracy": pruned_acc, "results": results, "conditions": cond})
     print("\n".join(md))

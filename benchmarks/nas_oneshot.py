@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from _common import conditions, markdown_table, write_results
+from _common import conditions, conditions_markdown, markdown_table, write_results
 from slimvision.data import get_dataset
 from slimvision.measure import accuracy
 from slimvision.nas.evaluators import OneShotEvaluator
@@ -82,11 +82,7 @@ def main() -> None:
         "",
         markdown_table(["#", "MACs", "one-shot acc.", "one-shot loss", "stand-alone acc."], rows),
         "",
-        "## Conditions",
-        "",
-        *[f"- {k}: {v}" for k, v in cond.items()],
-        f"- wall time: {time.perf_counter() - start:.0f} s",
-        "",
+        *conditions_markdown(cond, time.perf_counter() - start),
     ]
     write_results("nas_oneshot", "\n".join(md), {"supernet_seconds": supernet_seconds, "records": records, "correlations": correlations, "macs_kendall_tau": macs_tau})
     print("\n".join(md))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, markdown_table, mean_std, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
 from slimvision.measure import accuracy, measure_latency
@@ -119,11 +119,7 @@ def main() -> None:
         "",
         f"Latency: median of 3 x (median of 30 runs after 5 warm-up), fp32 eager, 3x32x32 input, same process.",
         "",
-        "## Conditions",
-        "",
-        *[f"- {k}: {v}" for k, v in cond.items()],
-        f"- wall time: {time.perf_counter() - start:.0f} s",
-        "",
+        *conditions_markdown(cond, time.perf_counter() - start),
     ]
     write_results("prune", "\n".join(md), {"base_accuracy": base_acc, "results": results, "resnet56": {"macs_kept": r56_kept, "latency_ms": latency}, "conditions": cond})
     print("\n".join(md))

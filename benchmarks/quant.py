@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import conditions, markdown_table, write_results
+from _common import conditions, conditions_markdown, markdown_table, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact, save_artifact
 from slimvision.measure import pinned_threads
@@ -116,6 +116,8 @@ def main() -> None:
     qat_rows.insert(0, ["onnxruntime static (minmax)", f"{ort['accuracy_fp32']:.4f}", f"{ort['accuracy_int8']:.4f}", f"{100 * (ort['accuracy_int8'] - ort['accuracy_fp32']):+.2f}"])
 
     cond = conditions(args.threads)
+    cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cond.update(amx_int8="amx_int8" in cpu_flags, avx512_vnni="avx512_vnni" in cpu_flags)
     md = [
         "# INT8 quantization on CPU: measured speed-ups",
         "",
@@ -139,12 +141,7 @@ def main() -> None:
         "",
         markdown_table(["method", "fp32 top-1", "int8 top-1", "Δ points"], qat_rows),
         "",
-        "## Conditions",
-        "",
-        *[f"- {k}: {v}" for k, v in cond.items()],
-        f"- AMX: {'amx_int8' in Path('/proc/cpuinfo').read_text()}; VNNI: {'avx512_vnni' in Path('/proc/cpuinfo').read_text()}",
-        f"- wall time: {time.perf_counter() - start:.0f} s",
-        "",
+        *conditions_markdown(cond, time.perf_counter() - start),
     ]
     write_results("quant", "\n".join(md), data)
     print("\n".join(md))
