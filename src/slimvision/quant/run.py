@@ -80,10 +80,8 @@ def _torchao_rows(model, train, config: QuantConfig, test, reference, input_size
         converted = qat_finetune(model, train, val, config)
     else:
         converted = torchao_int8.ptq_pt2e(model, example, calib)
-    compiled_int8 = torchao_int8.compile_int8(converted, example)
-    compiled_fp32 = torch.compile(model.eval(), dynamic=False)
-    with torch.inference_mode():
-        compiled_fp32(example)
+    compiled_int8 = torchao_int8.compile_frozen(converted, example)
+    compiled_fp32 = torchao_int8.compile_frozen(model, example)
     base = _measure(TorchRuntime(compiled_fp32, "torch.compile (inductor)"), "fp32", test, reference, input_size, config.repeats, None)
     quant = _measure(TorchRuntime(compiled_int8, "torchao pt2e + inductor"), "int8", test, reference, input_size, config.repeats, None)
     return base, quant, converted
@@ -226,7 +224,7 @@ def load_quantized_runtime(path: str | Path, backend: str | None = None, threads
         module = torch.export.load(str(file)).module()
         spec = meta["data"]
         example = torch.zeros(32, spec["in_chans"], spec["image_size"], spec["image_size"])
-        return TorchRuntime(torchao_int8.compile_int8(module, example), "torchao pt2e + inductor"), meta
+        return TorchRuntime(torchao_int8.compile_frozen(module, example), "torchao pt2e + inductor"), meta
     if backend == "onnxruntime":
         return OrtRuntime(file, threads), meta
     if backend == "openvino":

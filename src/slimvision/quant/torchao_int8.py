@@ -73,12 +73,19 @@ def convert_qat(prepared: nn.Module) -> nn.Module:
         return convert_pt2e(prepared)
 
 
-def compile_int8(converted: nn.Module, example: torch.Tensor):
-    """torch.compile with inductor freezing, which lowers the quantized pattern to oneDNN INT8 kernels."""
+def compile_frozen(module: nn.Module, example: torch.Tensor):
+    """torch.compile with inductor freezing (which lowers a quantized graph to oneDNN INT8 kernels).
+
+    Used for the INT8 model and for its fp32 baseline alike. Each batch size compiles once; the
+    recompile limit is raised so a process measuring many models never falls back to eager.
+    """
+    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    compiled = torch.compile(converted, dynamic=False)
+    dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, 256)
+    dynamo_config.recompile_limit = max(getattr(dynamo_config, "recompile_limit", 0), 256)
+    compiled = torch.compile(module.eval(), dynamic=False)
     with torch.inference_mode(), _quiet():
         compiled(example)  # compile now, not inside a timed region
     return compiled
