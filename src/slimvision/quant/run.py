@@ -81,7 +81,7 @@ def _torchao_rows(model, train, config: QuantConfig, test, reference, input_size
     else:
         converted = torchao_int8.ptq_pt2e(model, example, calib)
     compiled_int8 = torchao_int8.compile_frozen(converted, example)
-    compiled_fp32 = torchao_int8.compile_frozen(model, example)
+    compiled_fp32 = torchao_int8.compile_frozen(model.eval(), example)
     base = _measure(TorchRuntime(compiled_fp32, "torch.compile (inductor)"), "fp32", test, reference, input_size, config.repeats, None)
     quant = _measure(TorchRuntime(compiled_int8, "torchao pt2e + inductor"), "int8", test, reference, input_size, config.repeats, None)
     return base, quant, converted

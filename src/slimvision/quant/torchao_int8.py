@@ -85,7 +85,7 @@ def compile_frozen(module: nn.Module, example: torch.Tensor):
     inductor_config.freezing = True
     dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, 256)
     dynamo_config.recompile_limit = max(getattr(dynamo_config, "recompile_limit", 0), 256)
-    compiled = torch.compile(module.eval(), dynamic=False)
+    compiled = torch.compile(module, dynamic=False)
     with torch.inference_mode(), _quiet():
         compiled(example)  # compile now, not inside a timed region
     return compiled
