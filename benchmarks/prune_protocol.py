@@ -117,7 +117,7 @@ def main() -> None:
             [[b, f"{u:.2f}", f"{p:.2f}", f"{u / p:.2f}x"] for b, (u, p) in latency.items()],
         ),
         "",
-        f"Latency: median of 3 x (median of 30 runs after 5 warm-up), fp32 eager, 3x32x32 input, same process.",
+        "Latency: median of 3 x (median of 30 runs after 5 warm-up), fp32 eager, 3x32x32 input, same process.",
         "",
         *conditions_markdown(cond, time.perf_counter() - start),
     ]

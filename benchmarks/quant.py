@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from _common import conditions, conditions_markdown, markdown_table, write_results

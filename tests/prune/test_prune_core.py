@@ -1,5 +1,4 @@
 import copy
-import json
 import subprocess
 import sys
 
@@ -11,7 +10,6 @@ import torch_pruning as tp
 from slimvision.errors import ConfigError, SlimvisionError
 from slimvision.io import save_artifact
 from slimvision.io.artifact import ArchSpec
-from slimvision.measure import count_macs
 from slimvision.models import create_model
 from slimvision.models.cifar_resnet import ChannelMapShortcut
 from slimvision.prune import PruneConfig, prune

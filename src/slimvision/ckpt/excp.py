@@ -22,8 +22,6 @@ Rules used here (per parameter tensor, checkpoint k against the reconstruction o
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

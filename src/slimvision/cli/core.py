@@ -128,7 +128,6 @@ def eval_command(
 
     if is_quantized_dir(model_dir):
         result = evaluate_quantized(model_dir, backend, split)
-        result["data"] = "recorded"
     else:
         result = evaluate_artifact(model_dir, data, split, image_size, data_root)
     if json_output:

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from slimvision.data import load_splits, make_loader
 from slimvision.errors import ConfigError
-from slimvision.io import ArchSpec, resolve_model, save_artifact
+from slimvision.io import resolve_model, save_artifact
 from slimvision.measure import accuracy, count_macs, count_params, measure_latency, pinned_threads
 from slimvision.prune.chex import ChexConfig, ChexExplorer
 from slimvision.prune.criteria import CRITERIA

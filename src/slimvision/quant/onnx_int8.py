@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import onnx
 import torch
 

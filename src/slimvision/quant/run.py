@@ -107,10 +107,6 @@ def qat_finetune(model, train, val, config: QuantConfig):
     return torchao_int8.convert_qat(prepared)
 
 
-def _row_dict(row: Row) -> dict[str, Any]:
-    return dataclasses.asdict(row)
-
-
 def quantize_artifact(
     model_dir: str | Path, config: QuantConfig, out_dir: str | Path, data: str | None = None, image_size: int | None = None, data_root: str | None = None
 ) -> dict[str, Any]:
@@ -176,7 +172,7 @@ def quantize_artifact(
             "size_bytes_fp32": fp32_path.stat().st_size,
             "size_bytes_int8": None,
             "kept_float": kept_float,
-            "rows": [_row_dict(r) for r in [eager_row] + [row for c in candidates.values() for row in c[:2]] + extra_rows],
+            "rows": [dataclasses.asdict(r) for r in [eager_row] + [row for c in candidates.values() for row in c[:2]] + extra_rows],
             "accepted_backends": sorted(acceptable),
         }
         conditions = {
@@ -239,7 +235,7 @@ def evaluate_quantized(path: str | Path, backend: str | None = None, split: str 
     dataset = dataset_from_spec(meta["data"], split)
     predictions = runtime_predictions(runtime, dataset.images)
     return {
-        "accuracy": float((predictions == dataset.labels.numpy()).mean()), "samples": len(dataset), "split": split,
+        "accuracy": float((predictions == dataset.labels.numpy()).mean()), "samples": len(dataset), "split": split, "data": dataset.spec.name,
         "backend": backend or meta["backend"], "recorded_accuracy": meta["metrics"]["accuracy"],
     }
 
