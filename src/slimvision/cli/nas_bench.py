@@ -27,14 +27,23 @@ def bench_build(
     channels: int = typer.Option(8, help="Stem channels of the cell network."),
     lr: float = typer.Option(0.05, help="SGD learning rate."),
     threads: int = typer.Option(1, help="Torch threads."),
+    shard: str = typer.Option("0/1", help="i/k: train every k-th remaining arch from the i-th (run k processes on one file)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Train N sampled architectures (several seeds each) and write the benchmark table."""
     from slimvision.nas.bench import BenchConfig, build_bench
 
     seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    from slimvision.errors import ConfigError
+
+    try:
+        shard_index, shard_count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {shard!r}: expected i/k, e.g. 0/2") from None
+    if not 0 <= shard_index < shard_count:
+        raise ConfigError(f"--shard {shard!r}: need 0 <= i < k")
     config = BenchConfig(space=space, n=n, epochs=epochs, data=data, seeds=seed_list, sample_seed=sample_seed,
-                         channels=channels, lr=lr, threads=threads, progress=not json_out)
+                         channels=channels, lr=lr, threads=threads, shard=(shard_index, shard_count), progress=not json_out)
     result = build_bench(config, out)
     summary = {"path": str(result.path), "n_archs": result.n_archs, "n_new": result.n_new, "seconds": round(result.seconds, 1)}
     if json_out:

@@ -31,6 +31,7 @@ class BenchConfig:
     channels: int = 8
     cells_per_stage: int = 1
     threads: int = 1
+    shard: tuple[int, int] = (0, 1)  # (index, count): this process trains todo[index::count]; shards share the file
     progress: bool = True
     space_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -47,7 +48,7 @@ def _conditions(config: BenchConfig) -> dict[str, Any]:
     from slimvision.io import environment_record
 
     cond = asdict(config)
-    for volatile in ("progress", "n", "threads"):  # may change between a build and its resumption
+    for volatile in ("progress", "n", "threads", "shard"):  # may change between a build and its resumption
         cond.pop(volatile)
     cond["seeds"] = list(config.seeds)
     return {"kind": "header", "format": "slimvision-nas-bench/1", "conditions": cond,
@@ -119,6 +120,7 @@ def build_bench(config: BenchConfig, out: str | Path) -> BenchResult:
         seen.add(key)
         if key not in done_keys:
             todo.append(arch)
+    todo = todo[config.shard[0]::config.shard[1]]
     start = time.perf_counter()
     input_size = (train_set.spec.in_chans, *train_set.images.shape[-2:])
     with pinned_threads(config.threads), Progress(disable=not config.progress, transient=True) as progress:
@@ -128,10 +130,13 @@ def build_bench(config: BenchConfig, out: str | Path) -> BenchResult:
             runs = [train_one(space, arch, config, seed, train_set, val_set, test_set) for seed in config.seeds]
             row = {"arch": _arch_key(space, arch), "arch_dict": arch, "params": count_params(model),
                    "macs": int(count_macs(model, input_size)), "runs": runs}
-            with path.open("a") as handle:  # one complete line per arch: a crash loses at most the arch in flight
-                handle.write(json.dumps(row) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            # One O_APPEND write per arch: a crash loses at most the arch in flight, and shards never interleave lines.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, (json.dumps(row) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             progress.advance(task)
     return BenchResult(path, len(done) + len(todo), len(todo), time.perf_counter() - start)
 
