@@ -50,3 +50,40 @@ def bench_build(
         print_json(summary)
     else:
         console.print(f"wrote {result.n_new} new archs ({result.n_archs} total) to {result.path} in {result.seconds:.0f} s")
+
+
+@nas_app.command("correlate")
+def correlate_command(
+    evaluators: str = typer.Option("params,macs,synflow,jacob_cov,snip,grad_norm,grasp,fisher,naswot,zen",
+                                   help="Comma-separated registered evaluator names."),
+    bench: Optional[Path] = typer.Option(None, help="Benchmark table (.jsonl/.json/.csv); default: the shipped table."),
+    metric: str = typer.Option("test_accuracy", help="Ground truth column: test_accuracy, val_accuracy (or accuracy)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals."),
+    n_train: int = typer.Option(50, help="Training archs of predictor-* evaluators (held out from their metrics)."),
+    plot: Optional[Path] = typer.Option(None, help="Also write a bar chart (PNG)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Rank-correlate evaluators with the benchmark's accuracy (Kendall, Spearman, Pearson, P@top-10%, ...)."""
+    from rich.table import Table
+
+    from slimvision.nas.correlation import CorrelateConfig, correlate, plot_correlation
+
+    names = tuple(name.strip() for name in evaluators.split(",") if name.strip())
+    config = CorrelateConfig(bench=bench, evaluators=names, metric=metric, bootstrap=bootstrap,
+                             context={"n_train": n_train}, progress=not json_out)
+    result = correlate(config)
+    if plot:
+        plot_correlation(result, plot)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    table = Table(title=f"evaluator correlation on {result.n_archs} archs ({metric}, 95% bootstrap CI)")
+    for column in ("evaluator", "n", "kendall tau", "spearman", "pearson", "P@top10%", "P@bottom10%", "BR@10%", "WR@10%", "ms/arch"):
+        table.add_column(column)
+    for name, entry in result.evaluators.items():
+        ci = entry["ci95"]
+        cell = lambda key: f"{entry[key]:.3f} [{ci[key][0]:.2f}, {ci[key][1]:.2f}]"  # noqa: E731
+        table.add_row(name, str(entry["n_eval"]), cell("kendall_tau"), cell("spearman"), cell("pearson"), cell("p_at_top10"),
+                      cell("p_at_bottom10"), f"{entry['best_ranking_at10']:.3f}", f"{entry['worst_ranking_at10']:.3f}",
+                      f"{entry['ms_per_arch']:.1f}")
+    console.print(table)

@@ -18,7 +18,8 @@ class ZeroShotResult:
     best_arch: Arch
     best_score: float
     best_macs: int
-    n_evaluated: int
+    n_evaluated: int  # candidates visited (a repeated arch is scored once, from cache)
+    n_unique: int  # distinct archs scored
     n_rejected: int  # candidates over the MACs limit (not scored)
     seconds: float
     history: list[dict[str, Any]]
@@ -70,5 +71,5 @@ def zero_shot_search(space: SearchSpace, evaluator: Evaluator, n_candidates: int
             history.append({"arch": candidate, "score": scores[key]})
             bar.advance(task)
     best = max(history, key=lambda item: item["score"])
-    return ZeroShotResult(best["arch"], best["score"], macs_of(best["arch"]), len(history), rejected,
+    return ZeroShotResult(best["arch"], best["score"], macs_of(best["arch"]), len(history), len(scores), rejected,
                           time.perf_counter() - start, history)
