@@ -1,0 +1,104 @@
+"""Evaluator-correlation study on the shipped mini benchmark + zero-shot search timing.
+
+python benchmarks/proxies.py --part correlate   # proxies + predictors (N = 20, 50, 100) -> results/proxies_correlate.json
+python benchmarks/proxies.py --part search      # zero-shot search, 5,000 candidates -> results/proxies_search.json
+python benchmarks/proxies.py --part report      # -> results/proxies.md (+ proxies.json, proxies.png)
+Each part can run in its own process (they are independent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+PROXY_NAMES = ("params", "macs", "synflow", "jacob_cov", "snip", "grad_norm", "grasp", "fisher", "naswot", "zen")
+PUBLISHED_NB201 = {"synflow": 0.74, "jacob_cov": 0.73, "snip": 0.60, "grad_norm": 0.59, "grasp": 0.51, "fisher": 0.36}
+
+
+def part_correlate() -> None:
+    from slimvision.nas.correlation import CorrelateConfig, correlate, plot_correlation
+
+    result = correlate(CorrelateConfig(evaluators=PROXY_NAMES, progress=False))
+    predictors = {}
+    for n_train in (20, 50, 100):
+        for name in ("predictor-mlp", "predictor-gcn", "predictor-gates", "predictor-gates-mse"):
+            sub = correlate(CorrelateConfig(evaluators=(name,), context={"n_train": n_train}, progress=False))
+            predictors[f"{name}@{n_train}"] = sub.evaluators[name]
+    data = result.to_dict() | {"predictors": predictors}
+    (RESULTS / "proxies_correlate.json").write_text(json.dumps(data, indent=1))
+    plot_correlation(result, RESULTS / "proxies.png")
+
+
+def part_search(n_candidates: int, evaluator_name: str) -> None:
+    from slimvision.nas import create_evaluator
+    from slimvision.nas.spaces.cell import CellSpace
+    from slimvision.nas.zero_shot import zero_shot_search
+
+    import slimvision.nas.proxies  # noqa: F401
+
+    space = CellSpace()
+    evaluator = create_evaluator(evaluator_name, space)
+    max_macs = 250_000
+    result = zero_shot_search(space, evaluator, n_candidates=n_candidates, max_macs=max_macs, population=100, seed=0)
+    from slimvision.nas.bench import load_bench
+    from slimvision.nas.spaces.cell import arch_to_string
+
+    table = {row["arch"]: row for row in load_bench().rows}
+    best = arch_to_string(result.best_arch)
+    data = {"evaluator": evaluator_name, "n_candidates": result.n_evaluated, "n_unique": result.n_unique, "n_rejected": result.n_rejected,
+            "max_macs": max_macs, "seconds": result.seconds, "best_arch": best, "best_score": result.best_score,
+            "best_macs": result.best_macs, "best_in_table": table.get(best, {}).get("test_accuracy"),
+            "threads": torch.get_num_threads()}
+    (RESULTS / f"proxies_search_{evaluator_name}.json").write_text(json.dumps(data, indent=1))
+
+
+def fmt(entry: dict, key: str) -> str:
+    low, high = entry["ci95"][key]
+    return f"{entry[key]:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def part_report() -> None:
+    corr = json.loads((RESULTS / "proxies_correlate.json").read_text())
+    searches = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("proxies_search_*.json"))]
+    cond = corr["conditions"]
+    lines = ["# Zero-cost proxies and predictors on the mini cell benchmark", "",
+             f"Table: `{cond['bench'].split('/slimvision/')[-1] if '/slimvision/' in cond['bench'] else Path(cond['bench']).name}`, "
+             f"{corr['n_archs']} archs; ground truth = mean {cond['metric']} over seeds. "
+             f"Bench conditions: `{json.dumps(cond['bench_conditions'])}`.",
+             f"Proxies: untrained network, init seed 0, one batch of 64 digits training images (8x8); torch threads = {cond['threads']}, "
+             f"shared 2-core machine (timings include other users' load). 95% CIs: {cond['bootstrap']} bootstrap resamples of archs.", "",
+             "| evaluator | Kendall tau | Spearman | Pearson | P@top10% | P@bottom10% | BR@10% | WR@10% | ms/arch | NB201 Spearman (published) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in corr["evaluators"].items():
+        lines.append(f"| {name} | {fmt(e, 'kendall_tau')} | {fmt(e, 'spearman')} | {fmt(e, 'pearson')} | {fmt(e, 'p_at_top10')} | "
+                     f"{fmt(e, 'p_at_bottom10')} | {e['best_ranking_at10']:.3f} | {e['worst_ranking_at10']:.3f} | {e['ms_per_arch']:.1f} | "
+                     f"{PUBLISHED_NB201.get(name, '')} |")
+    lines += ["", "## Predictors vs number of training archs (evaluated on the held-out archs; trained on val accuracy)", "",
+              "| predictor @ N train | n eval | Kendall tau | Spearman | P@top10% | ms/arch |", "|---|---|---|---|---|---|"]
+    for name, e in corr["predictors"].items():
+        lines.append(f"| {name} | {e['n_eval']} | {fmt(e, 'kendall_tau')} | {fmt(e, 'spearman')} | {fmt(e, 'p_at_top10')} | {e['ms_per_arch']:.2f} |")
+    lines += ["", "## Zero-shot search (aging evolution, population 100, tournament 10, MACs limit per image)", "",
+              "| evaluator | candidates | distinct scored | rejected by MACs | MACs limit | seconds | best arch | best MACs | best in table (test acc) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for s in searches:
+        lines.append(f"| {s['evaluator']} | {s['n_candidates']} | {s['n_unique']} | {s['n_rejected']} | {s['max_macs']} | {s['seconds']:.0f} | "
+                     f"`{s['best_arch']}` | {s['best_macs']} | {s['best_in_table']} |")
+    (RESULTS / "proxies.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "proxies.json").write_text(json.dumps({"correlate": corr, "search": searches}, indent=1))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=("correlate", "search", "report"), required=True)
+    parser.add_argument("--candidates", type=int, default=5000)
+    parser.add_argument("--evaluator", default="zen")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    {"correlate": part_correlate, "report": part_report}.get(args.part, lambda: part_search(args.candidates, args.evaluator))()
+    print(f"{args.part}: {time.perf_counter() - start:.0f} s")
