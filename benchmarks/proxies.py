@@ -20,18 +20,21 @@ PROXY_NAMES = ("params", "macs", "synflow", "jacob_cov", "snip", "grad_norm", "g
 PUBLISHED_NB201 = {"synflow": 0.74, "jacob_cov": 0.73, "snip": 0.60, "grad_norm": 0.59, "grasp": 0.51, "fisher": 0.36}
 
 
-def part_correlate() -> None:
-    from slimvision.nas.correlation import CorrelateConfig, correlate, plot_correlation
+def part_correlate(names: tuple[str, ...], bootstrap: int) -> None:
+    """Proxies (`names`), or with names == ('predictors',) every predictor at N = 20, 50, 100 training archs."""
+    from slimvision.nas.correlation import CorrelateConfig, correlate
 
-    result = correlate(CorrelateConfig(evaluators=PROXY_NAMES, progress=False))
+    tag = "_".join(names)
+    if names != ("predictors",):
+        result = correlate(CorrelateConfig(evaluators=names, bootstrap=bootstrap, progress=False))
+        (RESULTS / f"proxies_correlate_{tag}.json").write_text(json.dumps(result.to_dict(), indent=1))
+        return
     predictors = {}
     for n_train in (20, 50, 100):
         for name in ("predictor-mlp", "predictor-gcn", "predictor-gates", "predictor-gates-mse"):
-            sub = correlate(CorrelateConfig(evaluators=(name,), context={"n_train": n_train}, progress=False))
+            sub = correlate(CorrelateConfig(evaluators=(name,), context={"n_train": n_train}, bootstrap=bootstrap, progress=False))
             predictors[f"{name}@{n_train}"] = sub.evaluators[name]
-    data = result.to_dict() | {"predictors": predictors}
-    (RESULTS / "proxies_correlate.json").write_text(json.dumps(data, indent=1))
-    plot_correlation(result, RESULTS / "proxies.png")
+    (RESULTS / "proxies_predictors.json").write_text(json.dumps(predictors, indent=1))
 
 
 def part_search(n_candidates: int, evaluator_name: str) -> None:
@@ -63,7 +66,15 @@ def fmt(entry: dict, key: str) -> str:
 
 
 def part_report() -> None:
-    corr = json.loads((RESULTS / "proxies_correlate.json").read_text())
+    from slimvision.nas.correlation import CorrelateResult, plot_correlation
+
+    parts = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("proxies_correlate_*.json"))]
+    order = [name for name in PROXY_NAMES if any(name in part["evaluators"] for part in parts)]
+    merged = {name: part["evaluators"][name] for part in parts for name in part["evaluators"]}
+    corr = dict(parts[0], evaluators={name: merged[name] for name in order})
+    predictors_path = RESULTS / "proxies_predictors.json"
+    corr["predictors"] = json.loads(predictors_path.read_text()) if predictors_path.exists() else {}
+    plot_correlation(CorrelateResult(corr["n_archs"], corr["evaluators"], corr["conditions"]), RESULTS / "proxies.png")
     searches = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("proxies_search_*.json"))]
     cond = corr["conditions"]
     lines = ["# Zero-cost proxies and predictors on the mini cell benchmark", "",
@@ -97,8 +108,15 @@ if __name__ == "__main__":
     parser.add_argument("--part", choices=("correlate", "search", "report"), required=True)
     parser.add_argument("--candidates", type=int, default=5000)
     parser.add_argument("--evaluator", default="zen")
+    parser.add_argument("--evaluators", default=",".join(PROXY_NAMES), help="proxies, or 'predictors'")
+    parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
-    {"correlate": part_correlate, "report": part_report}.get(args.part, lambda: part_search(args.candidates, args.evaluator))()
+    if args.part == "correlate":
+        part_correlate(tuple(args.evaluators.split(",")), args.bootstrap)
+    elif args.part == "search":
+        part_search(args.candidates, args.evaluator)
+    else:
+        part_report()
     print(f"{args.part}: {time.perf_counter() - start:.0f} s")

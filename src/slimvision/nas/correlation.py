@@ -111,8 +111,8 @@ def correlate(config: CorrelateConfig) -> CorrelateResult:
                 scores.append(evaluator.score(table.rows[i]["arch_dict"]))
                 progress.advance(task)
             seconds = time.perf_counter() - start
-            score_array = np.nan_to_num(np.array(scores, dtype=float), nan=-np.inf)
-            finite = np.isfinite(score_array)
+            score_array = np.array(scores, dtype=float)
+            finite = np.isfinite(score_array)  # nan/-inf (e.g. log 0 for a network whose output ignores its input) rank last
             score_array[~finite] = score_array[finite].min() - 1 if finite.any() else 0.0
             truth = truth_all[rows]
             entry: dict[str, Any] = ranking_metrics(score_array, truth, config.top_fraction)
