@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
 from slimvision.errors import ConfigError
@@ -10,11 +11,21 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to objects; registering a name twice is an error, never a silent overwrite."""
+    """Maps names to objects; registering a name twice is an error, never a silent overwrite.
 
-    def __init__(self, kind: str):
+    `plugins` are modules that register more entries when imported (NAS spaces add zoo models,
+    proxies add evaluators); they are imported on the first lookup that needs them, so a package
+    low in the stack never imports the packages above it.
+    """
+
+    def __init__(self, kind: str, plugins: tuple[str, ...] = ()):
         self.kind = kind
+        self.plugins = plugins
         self._items: dict[str, T] = {}
+
+    def load_plugins(self) -> None:
+        for module in self.plugins:
+            importlib.import_module(module)
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator that registers the object under `name` (default: its __name__)."""
@@ -31,6 +42,8 @@ class Registry(Generic[T]):
         self._items[name] = obj
 
     def get(self, name: str) -> T:
+        if name not in self._items:
+            self.load_plugins()
         try:
             return self._items[name]
         except KeyError:
@@ -41,7 +54,8 @@ class Registry(Generic[T]):
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(self.names())
 
     def names(self) -> list[str]:
+        self.load_plugins()
         return sorted(self._items)

@@ -8,7 +8,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from slimvision.cli import ckpt, core, distill, nas, prune, quant  # noqa: F401  (registers commands)
+from slimvision.cli import ckpt, core, distill, nas, nas_bench, prune, quant  # noqa: F401  (registers commands)
 from slimvision.cli.app import app, err_console
 from slimvision.errors import SlimvisionError
 

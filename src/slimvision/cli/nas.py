@@ -59,8 +59,6 @@ def search_command(
     json_output: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
 ) -> None:
     """Constrained architecture search; writes the measured Pareto front (score vs MACs)."""
-    import slimvision.nas.evaluators  # noqa: F401  (registers evaluators)
-    import slimvision.nas.spaces  # noqa: F401  (registers spaces)
     from slimvision.nas import SPACES, create_evaluator
     from slimvision.nas.strategies import Constraints, SearchConfig, run_search
 

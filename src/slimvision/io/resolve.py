@@ -10,7 +10,6 @@ import torch.nn as nn
 from slimvision.errors import ArtifactError
 from slimvision.io.artifact import ArchSpec, is_artifact_dir, load_artifact
 from slimvision.models import MODELS
-from slimvision.models.registry import load_plugins
 
 
 def resolve_model(name_or_dir: str, **create_kwargs: Any) -> tuple[nn.Module, ArchSpec, dict[str, Any]]:
@@ -18,8 +17,7 @@ def resolve_model(name_or_dir: str, **create_kwargs: Any) -> tuple[nn.Module, Ar
     if is_artifact_dir(name_or_dir):
         artifact = load_artifact(name_or_dir)
         return artifact.model, artifact.arch, artifact.meta
-    load_plugins()
-    if name_or_dir in MODELS:
+    if name_or_dir in MODELS.names():
         arch = ArchSpec(name_or_dir, {k: v for k, v in create_kwargs.items() if v is not None})
         return arch.build(), arch, {}
     if Path(name_or_dir).exists():

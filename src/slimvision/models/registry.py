@@ -9,17 +9,8 @@ import torch.nn as nn
 from slimvision.errors import ConfigError
 from slimvision.registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
-# Builders registered by packages that sit above the zoo (NAS spaces register nas_* networks);
-# imported on first use so the zoo itself does not depend on them.
-PLUGIN_MODULES = ("slimvision.nas.spaces", "slimvision.nas.supernet")
-
-
-def load_plugins() -> None:
-    import importlib
-
-    for module in PLUGIN_MODULES:
-        importlib.import_module(module)
+# NAS spaces and supernets sit above the zoo and register their nas_* networks when imported.
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", plugins=("slimvision.nas.spaces", "slimvision.nas.supernet"))
 
 
 def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -29,8 +20,6 @@ def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module
 
 def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> nn.Module:
     """Build zoo model `name`; the call's arguments are its JSON arch spec (see `slimvision.io`)."""
-    if name not in MODELS:
-        load_plugins()
     builder = MODELS.get(name)
     try:
         return builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
@@ -39,5 +28,4 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs: 
 
 
 def list_models() -> list[str]:
-    load_plugins()
     return MODELS.names()

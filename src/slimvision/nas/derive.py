@@ -14,7 +14,6 @@ ZOO_NAMES = {"mbv2": "nas_mbv2"}
 
 def derive(pareto_file: str | Path, index: int, out_dir: str | Path, supernet: str | Path | None = None) -> dict[str, Any]:
     """Save point `index` of `pareto.json` as a model directory; with `supernet`, weights are inherited and BN re-calibrated."""
-    import slimvision.nas.spaces  # noqa: F401  (registers spaces)
 
     data = read_json(Path(pareto_file))
     front = data.get("front", [])

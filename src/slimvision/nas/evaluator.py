@@ -27,7 +27,7 @@ class Evaluator(ABC):
 # name -> factory(space, **context) -> Evaluator. Context carries what an evaluator may need:
 # supernet dir, dataset name, image size, batch, seed... Factories ignore keys they do not use.
 EvaluatorFactory = Callable[..., Evaluator]
-EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator")
+EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator", plugins=("slimvision.nas.evaluators", "slimvision.nas.proxies", "slimvision.nas.predictors"))
 
 
 def create_evaluator(name: str, space: SearchSpace, **context: Any) -> Evaluator:

@@ -60,4 +60,4 @@ class SearchSpace(ABC):
         return arch
 
 
-SPACES: Registry[type[SearchSpace]] = Registry("search space")
+SPACES: Registry[type[SearchSpace]] = Registry("search space", plugins=("slimvision.nas.spaces",))

@@ -1,0 +1,59 @@
+import json
+
+import pytest
+import torch
+
+from slimvision.errors import ConfigError, DataError
+from slimvision.nas.bench import BenchConfig, build_bench, load_bench
+from slimvision.nas.spaces.cell import CellSpace, arch_from_string, arch_to_string
+
+
+def test_cell_space_has_15625_archs_and_builds_runnable_networks():
+    space = CellSpace()
+    archs = space.all_archs()
+    assert len(archs) == 5**6 and len({space.encode(a) for a in archs}) == 5**6
+    model = space.build(archs[1234], num_classes=10, in_chans=1)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_arch_string_round_trips_and_archspec_rebuilds_the_same_network():
+    from slimvision.io import ArchSpec
+    from slimvision.measure import count_params
+
+    space = CellSpace(channels=8)
+    arch = arch_from_string("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|")
+    assert arch_from_string(arch_to_string(arch)) == arch
+    assert arch_from_string("conv3x3,skip,none,avgpool,conv1x1,skip") == arch
+    spec = ArchSpec("nas_cell", {"num_classes": 10, "in_chans": 1, **space.model_kwargs(arch)})
+    assert count_params(spec.build()) == count_params(space.build(arch, 10, 1))
+    with pytest.raises(ConfigError):
+        arch_from_string("conv3x3,skip")
+
+
+def test_bench_build_writes_rows_resumes_and_refuses_other_conditions(tmp_path):
+    out = tmp_path / "bench.jsonl"
+    config = BenchConfig(n=2, epochs=1, seeds=(0,), progress=False)
+    first = build_bench(config, out)
+    assert (first.n_archs, first.n_new) == (2, 2)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["kind"] == "header" and lines[0]["conditions"]["epochs"] == 1
+    row = lines[1]
+    assert row["params"] > 0 and row["macs"] > 0 and 0 <= row["runs"][0]["test_accuracy"] <= 1
+    config.n = 3
+    again = build_bench(config, out)
+    assert (again.n_archs, again.n_new) == (3, 1)  # the first two are kept, one more trained
+    with pytest.raises(ConfigError):
+        build_bench(BenchConfig(n=3, epochs=2, seeds=(0,), progress=False), out)
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_user_csv_table_is_read(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("arch,accuracy\nconv3x3,conv3x3,conv3x3,conv3x3,conv3x3,conv3x3,0.9\n".replace("conv3x3,conv3x3,conv3x3,conv3x3,conv3x3,conv3x3", '"conv3x3,conv3x3,conv3x3,conv3x3,conv3x3,conv3x3"')
+                    + '"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",0.1\n"|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|",0.5\n')
+    table = load_bench(path)
+    assert len(table) == 3 and table.accuracies() == [0.9, 0.1, 0.5]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,score\n\"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|\",1\n")
+    with pytest.raises(DataError):
+        load_bench(bad)
