@@ -8,7 +8,7 @@ from slimvision.io import ArchSpec, load_artifact, save_artifact
 from slimvision.measure import count_macs
 from slimvision.nas.sampling import ComplexitySampler, PerformanceSampler, SandwichSampler, create_sampler
 from slimvision.nas.spaces.mbv2 import Mbv2Space
-from slimvision.nas.supernet.mbv2 import Mbv2Supernet, recalibrate_bn
+from slimvision.nas.supernet import Mbv2Supernet, recalibrate_bn
 
 SPACE = Mbv2Space()
 

@@ -9,7 +9,6 @@ from slimvision.errors import ConfigError
 from slimvision.io import ArchSpec, read_json, save_artifact
 from slimvision.nas.space import SPACES
 
-ZOO_NAMES = {"mbv2": "nas_mbv2"}
 
 
 def derive(pareto_file: str | Path, index: int, out_dir: str | Path, supernet: str | Path | None = None) -> dict[str, Any]:
@@ -20,22 +19,25 @@ def derive(pareto_file: str | Path, index: int, out_dir: str | Path, supernet: s
     if not 0 <= index < len(front):
         raise ConfigError(f"{pareto_file}: no Pareto point {index} (the front has {len(front)})")
     space_name = data["space"]
-    if space_name not in ZOO_NAMES:
+    space = SPACES.get(space_name)()
+    if not space.model_name:
         raise ConfigError(f"space {space_name!r} has no standalone model builder")
-    arch = SPACES.get(space_name)().validate(front[index]["arch"])
+    arch = space.validate(front[index]["arch"])
     num_classes, in_chans = data["config"]["num_classes"], data["config"]["in_chans"]
     meta: dict[str, Any] = {"nas": {"pareto": str(pareto_file), "index": index, "point": front[index]}, "parent": str(supernet) if supernet else None}
     if supernet:
         from slimvision.data import dataset_for, make_loader
         from slimvision.io import load_artifact
-        from slimvision.nas.supernet.mbv2 import recalibrate_bn
+        from slimvision.nas.supernet.shared import recalibrate_bn
 
         artifact = load_artifact(supernet)
+        if getattr(artifact.model, "space", None) is None or artifact.model.space.name != space_name:
+            raise ConfigError(f"{supernet} is not a supernet of the {space_name!r} space this Pareto front comes from")
         train = dataset_for(artifact.data_spec, None, "train")
         model = recalibrate_bn(artifact.model.extract(arch), [x for x, _ in make_loader(train, 64, shuffle=True)][:8])
         num_classes, in_chans = train.spec.num_classes, train.spec.in_chans
         meta["data"] = artifact.data_spec
-    spec = ArchSpec(ZOO_NAMES[space_name], {"num_classes": num_classes, "in_chans": in_chans, "arch": arch})
+    spec = ArchSpec(space.model_name, {"num_classes": num_classes, "in_chans": in_chans, **space.model_kwargs(arch)})
     if not supernet:
         model = spec.build()
     save_artifact(model.eval(), spec, out_dir, meta)

@@ -14,7 +14,7 @@ from slimvision.io import load_artifact
 from slimvision.measure import accuracy
 from slimvision.nas.evaluator import EVALUATORS, Evaluator
 from slimvision.nas.space import Arch, SearchSpace
-from slimvision.nas.supernet.mbv2 import recalibrate_bn
+from slimvision.nas.supernet.shared import recalibrate_bn
 from slimvision.train import Trainer, TrainConfig, seed_everything
 
 CALIBRATION_BATCHES = 8
@@ -32,6 +32,8 @@ class OneShotEvaluator(Evaluator):
         artifact = load_artifact(supernet)
         if not hasattr(artifact.model, "extract"):
             raise ConfigError(f"{supernet} is not a supernet artifact")
+        if artifact.model.space.name != space.name:
+            raise ConfigError(f"{supernet} is a supernet of the {artifact.model.space.name!r} space, not {space.name!r} (--space)")
         self.supernet = artifact.model
         train = dataset_for(artifact.data_spec, None, "train")
         self.val = dataset_for(artifact.data_spec, None, "val").subset(eval_samples)

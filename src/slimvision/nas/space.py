@@ -18,6 +18,7 @@ class SearchSpace(ABC):
     """Samples, mutates and instantiates architectures; strategies only talk to this interface."""
 
     name: str = ""
+    model_name: str = ""  # the zoo builder that rebuilds an arch from `model_kwargs(arch)` (for saved artifacts)
 
     @abstractmethod
     def choices(self) -> dict[str, list[Any]]:
@@ -26,6 +27,17 @@ class SearchSpace(ABC):
     @abstractmethod
     def build(self, arch: Arch, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
         """A standalone, freshly initialised module for `arch`."""
+
+    def model_kwargs(self, arch: Arch) -> dict[str, Any]:
+        """Arguments of the `model_name` zoo builder that rebuild `arch`."""
+        return {"arch": arch}
+
+    def largest(self) -> Arch:
+        """Every decision at its last choice (spaces list sizes in increasing order)."""
+        return {name: values[-1] for name, values in self.choices().items()}
+
+    def smallest(self) -> Arch:
+        return {name: values[0] for name, values in self.choices().items()}
 
     def sample(self, rng: random.Random) -> Arch:
         return {name: rng.choice(values) for name, values in self.choices().items()}

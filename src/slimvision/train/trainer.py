@@ -77,12 +77,14 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         loss_fn: LossFn | None = None,
         extra_params: Sequence[nn.Parameter] = (),
+        writes_checkpoints: bool = True,
     ):
         self.config = config
         self.device = torch.device(config.resolved_device())
         self.model = model.to(self.device)
         self.train_set, self.val_set = train_set, val_set
         self.out_dir = Path(out_dir) if out_dir else None
+        self.writes_checkpoints = writes_checkpoints  # False: resume from out_dir but never write it (data-parallel ranks > 0)
         self.callbacks = list(callbacks)
         self.loss_fn = loss_fn or self.cross_entropy
         self.extra_params = list(extra_params)
@@ -139,7 +141,7 @@ class Trainer:
                 self.result.history.append(metrics)
                 self.result.epochs_run = self.epoch
                 self._emit("on_epoch_end", self.epoch, metrics)
-                if self.out_dir and self._should_save():
+                if self.out_dir and self.writes_checkpoints and self._should_save():
                     self._save()
         self._emit("on_train_end")
         return self.result

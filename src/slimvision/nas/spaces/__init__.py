@@ -1,5 +1,5 @@
 """Search spaces; importing this package registers them in `SPACES`."""
 
-from slimvision.nas.spaces import cell, mbv2  # noqa: F401
+from slimvision.nas.spaces import cell, mbv2, resnet  # noqa: F401
 
-__all__ = ["cell", "mbv2"]
+__all__ = ["cell", "mbv2", "resnet"]

@@ -121,6 +121,7 @@ class CellSpace(SearchSpace):
     """5^6 = 15,625 architectures, NAS-Bench-201's cell; `build` makes a tiny CellNet (default C=8, 1 cell/stage)."""
 
     name = "cell"
+    model_name = "nas_cell"
 
     def __init__(self, channels: int = 8, cells_per_stage: int = 1, **_: Any):
         self.channels = channels

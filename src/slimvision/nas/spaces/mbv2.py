@@ -78,6 +78,7 @@ class MbNet(nn.Module):
 
 class Mbv2Space(SearchSpace):
     name = "mbv2"
+    model_name = "nas_mbv2"
 
     def choices(self) -> dict[str, list[Any]]:
         result: dict[str, list[Any]] = {}
@@ -103,12 +104,6 @@ class Mbv2Space(SearchSpace):
             total += block["hidden"] * block["out"] * side * side
         last = block_plan(arch)[-1]["out"]
         return total + last * HEAD_CHANNELS * side * side + HEAD_CHANNELS * num_classes
-
-    def largest(self) -> Arch:
-        return {name: max(values) for name, values in self.choices().items()}
-
-    def smallest(self) -> Arch:
-        return {name: min(values) for name, values in self.choices().items()}
 
 
 SPACES.add("mbv2", Mbv2Space)

@@ -3,12 +3,10 @@
 A subnet uses the leading channels of every shared weight and the centre of the 7x7 depthwise
 kernels (OFA's kernel-transform matrices are not used). `extract(arch)` copies those slices into a
 standalone `MbNet`; BN statistics are shared and must be re-calibrated per subnet
-(`recalibrate_bn`), as in OFA/BigNAS.
+(`slimvision.nas.supernet.shared.recalibrate_bn`), as in OFA/BigNAS.
 """
 
 from __future__ import annotations
-
-from typing import Iterable
 
 import torch
 import torch.nn as nn
@@ -16,16 +14,10 @@ import torch.nn.functional as F
 
 from slimvision.models.registry import register_model
 from slimvision.nas.space import Arch
+from slimvision.nas.supernet.shared import copy_bn, sliced_bn
 from slimvision.nas.spaces.mbv2 import HEAD_CHANNELS, KERNELS, STAGES, STEM_CHANNELS, MbNet, Mbv2Space, block_plan, stage_channels
 
 MAX_KERNEL = max(KERNELS)
-
-
-def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> torch.Tensor:
-    return F.batch_norm(
-        x, bn.running_mean[:channels], bn.running_var[:channels], bn.weight[:channels], bn.bias[:channels],
-        bn.training, bn.momentum if bn.momentum is not None else 0.0, bn.eps,
-    )
 
 
 class ElasticBlock(nn.Module):
@@ -45,9 +37,9 @@ class ElasticBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, hidden: int, out: int, kernel: int) -> torch.Tensor:
         in_ch = x.shape[1]
-        y = F.relu6(_bn(F.conv2d(x, self.expand_conv.weight[:hidden, :in_ch]), self.expand_bn, hidden))
-        y = F.relu6(_bn(F.conv2d(y, self.dw_weight(hidden, kernel), None, self.stride, kernel // 2, 1, hidden), self.dw_bn, hidden))
-        y = _bn(F.conv2d(y, self.project_conv.weight[:out, :hidden]), self.project_bn, out)
+        y = F.relu6(sliced_bn(F.conv2d(x, self.expand_conv.weight[:hidden, :in_ch]), self.expand_bn, hidden))
+        y = F.relu6(sliced_bn(F.conv2d(y, self.dw_weight(hidden, kernel), None, self.stride, kernel // 2, 1, hidden), self.dw_bn, hidden))
+        y = sliced_bn(F.conv2d(y, self.project_conv.weight[:out, :hidden]), self.project_bn, out)
         return x + y if self.stride == 1 and in_ch == out else y
 
 
@@ -95,35 +87,12 @@ class Mbv2Supernet(nn.Module):
             target.depthwise[0].weight.copy_(source.dw_weight(hidden, block["kernel"]))
             target.project[0].weight.copy_(source.project_conv.weight[:out, :hidden])
             for bn_target, bn_source, channels in ((target.expand[1], source.expand_bn, hidden), (target.depthwise[1], source.dw_bn, hidden), (target.project[1], source.project_bn, out)):
-                _copy_bn(bn_target, bn_source, channels)
+                copy_bn(bn_target, bn_source, channels)
         last = block_plan(arch)[-1]["out"]
         net.head[0].weight.copy_(self.head_conv.weight[:, :last])
-        _copy_bn(net.head[1], self.head_bn, HEAD_CHANNELS)
+        copy_bn(net.head[1], self.head_bn, HEAD_CHANNELS)
         net.classifier.load_state_dict(self.classifier.state_dict())
         return net
-
-
-def _copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d, channels: int) -> None:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        getattr(target, name).copy_(getattr(source, name)[:channels])
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
-    """Reset BN running statistics and re-estimate them as the exact average over `batches`."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average = exact mean over the batches
-    was_training = model.training
-    model.train()
-    for batch in batches:
-        model(batch)
-    model.train(was_training)
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    return model
 
 
 @register_model

@@ -1,4 +1,7 @@
-"""Supernet training with any sampler, on the foundation Trainer (the sampler lives in the loss function)."""
+"""Supernet training with any sampler, on the foundation Trainer (the sampler lives in the loss function).
+
+Under `torchrun --nproc_per_node N` the same call trains data-parallel (see `slimvision.train.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,9 @@ from slimvision.distill.losses import kd_loss
 from slimvision.errors import ConfigError
 from slimvision.io import ArchSpec, write_artifact_files
 from slimvision.nas.sampling import Sampler, create_sampler
-from slimvision.nas.supernet.mbv2 import Mbv2Supernet
-from slimvision.train import Callback, Trainer, TrainConfig, seed_everything
+from slimvision.train import Callback, Trainer, TrainConfig, distributed, seed_everything
 
-SUPERNETS = {"mbv2": "nas_mbv2_supernet"}
+SUPERNETS = {"mbv2": "nas_mbv2_supernet", "resnet": "nas_resnet_supernet"}
 
 
 @dataclass
@@ -46,7 +48,7 @@ class _SamplerState(Callback):
 def sampled_loss(sampler: Sampler):
     """loss_fn for the Trainer: sum of the sampled subnets' losses (in-place KD from the first if sandwich)."""
 
-    def loss_fn(model: Mbv2Supernet, inputs: torch.Tensor, targets: torch.Tensor):
+    def loss_fn(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor):
         archs = sampler.sample()
         total, teacher_logits, first_logits = 0.0, None, None
         for position, arch in enumerate(archs):
@@ -70,14 +72,23 @@ def train_supernet(config: SupernetConfig, out_dir: str | Path, data: str = "dig
     """Train the weight-sharing supernet of `config.space`; checkpoints in out_dir, resumable; saves the artifact."""
     if config.space not in SUPERNETS:
         raise ConfigError(f"no supernet for space {config.space!r}; supernets exist for: {', '.join(SUPERNETS)}")
-    train, val = get_dataset(data, "train", image_size), get_dataset(data, "val", image_size)
-    seed_everything(config.seed)
-    arch = ArchSpec(SUPERNETS[config.space], {"num_classes": train.spec.num_classes, "in_chans": train.spec.in_chans})
-    supernet = arch.build()
-    sampler = create_sampler(config.sampler, supernet.space, config.seed)
-    train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=config.seed, augment=True)
-    trainer = Trainer(supernet, train, val, train_config, out_dir, callbacks=[_SamplerState(sampler)], loss_fn=sampled_loss(sampler))
-    result = trainer.fit(resume=resume)
-    meta = {"data": train.spec.to_dict(), "supernet": asdict(config), "history": result.history, "metrics": {"val_accuracy_largest": result.final.get("val_accuracy")}, "parent": None}
-    write_artifact_files(supernet, arch, out_dir, meta)
-    return {"val_accuracy_largest": result.final.get("val_accuracy"), "epochs": result.epochs_run}
+    workers = distributed.world_size()
+    if config.batch_size % workers:
+        raise ConfigError(f"batch size {config.batch_size} is not divisible by the {workers} data-parallel workers")
+    with distributed.process_group():
+        train, val = get_dataset(data, "train", image_size), get_dataset(data, "val", image_size)
+        seed_everything(config.seed)
+        arch = ArchSpec(SUPERNETS[config.space], {"num_classes": train.spec.num_classes, "in_chans": train.spec.in_chans})
+        supernet = arch.build()
+        sampler = create_sampler(config.sampler, supernet.space, config.seed)  # same seed on every rank: same subnets
+        lead = distributed.rank() == 0
+        train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size // workers, seed=config.seed, augment=True, progress=lead)
+        trainer = Trainer(supernet, distributed.shard(train), val, train_config, out_dir, callbacks=[_SamplerState(sampler), distributed.GradientAverager()],
+                          loss_fn=sampled_loss(sampler), writes_checkpoints=lead)
+        result = trainer.fit(resume=resume)
+    summary = {"val_accuracy_largest": result.final.get("val_accuracy"), "epochs": result.epochs_run, "world_size": workers}
+    if lead:
+        meta = {"data": train.spec.to_dict(), "supernet": {**asdict(config), "world_size": workers}, "history": result.history,
+                "metrics": {"val_accuracy_largest": result.final.get("val_accuracy")}, "parent": None}
+        write_artifact_files(supernet, arch, out_dir, meta)
+    return summary

@@ -1,0 +1,40 @@
+"""What every weight-sharing supernet needs: sliced batch norm, copying slices out, BN re-calibration."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def sliced_bn(x: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> torch.Tensor:
+    """Batch norm over the leading `channels` of a shared BN layer (its statistics update in place)."""
+    return F.batch_norm(
+        x, bn.running_mean[:channels], bn.running_var[:channels], bn.weight[:channels], bn.bias[:channels],
+        bn.training, bn.momentum if bn.momentum is not None else 0.0, bn.eps,
+    )
+
+
+def copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d, channels: int) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(target, name).copy_(getattr(source, name)[:channels])
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Reset BN running statistics and re-estimate them as the exact average over `batches`."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over the batches
+    was_training = model.training
+    model.train()
+    for batch in batches:
+        model(batch)
+    model.train(was_training)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return model
