@@ -28,8 +28,8 @@ class BenchTable:
 
 
 def default_bench_path() -> Path:
-    """The shipped table (benchmarks/data/nas_cell_digits.jsonl in the source tree)."""
-    return Path(__file__).resolve().parents[4] / "benchmarks" / "data" / "nas_cell_digits.jsonl"
+    """The shipped table, installed with the package."""
+    return Path(__file__).resolve().parent / "data" / "nas_cell_digits.jsonl"
 
 
 def _finish_row(row: dict[str, Any], source: str) -> dict[str, Any]:
