@@ -59,6 +59,7 @@ class Search:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.out_dir / "evaluations.jsonl"
         self.records: dict[str, dict[str, Any]] = {}
+        self._macs: dict[str, int] = {}
         if self.log_path.is_file():
             for line in self.log_path.read_text().splitlines():
                 if line.strip():
@@ -71,9 +72,13 @@ class Search:
             self.latency = LatencyTable(self.out_dir / "latency_lut.json", config.image_size, config.in_chans, config.threads)
 
     def macs(self, arch: Arch) -> int:
-        if hasattr(self.space, "macs"):
-            return self.space.macs(arch, self.config.image_size, self.config.in_chans, self.config.num_classes)
-        return count_macs(self._build(arch), (self.config.in_chans, self.config.image_size, self.config.image_size))
+        key = self.space.encode(arch)
+        if key not in self._macs:  # evolution proposes the same children again and again
+            if hasattr(self.space, "macs"):
+                self._macs[key] = self.space.macs(arch, self.config.image_size, self.config.in_chans, self.config.num_classes)
+            else:
+                self._macs[key] = count_macs(self._build(arch), (self.config.in_chans, self.config.image_size, self.config.image_size))
+        return self._macs[key]
 
     def _build(self, arch: Arch):
         return self.space.build(arch, self.config.num_classes, self.config.in_chans)
@@ -145,7 +150,7 @@ def _run_evolution(search: Search, progress: Callable[[], None]) -> None:
         parents = sorted(rng.sample(population, min(len(population), 4)), key=lambda r: -r["score"])[:2]
         child = search.space.crossover(parents[0]["arch"], parents[-1]["arch"], rng)
         child = search.space.mutate(child, rng, 0.15)
-        if not search.feasible(child) or search.space.encode(child) in search.records:
+        if search.space.encode(child) in search.records or not search.feasible(child):
             continue
         population.append(search.evaluate(child))
         population = sorted(population, key=lambda r: -r["score"])[: cfg.population]
