@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from slimvision.models.registry import register_model
 from slimvision.nas.space import Arch
-from slimvision.nas.supernet.shared import copy_bn, sliced_bn
+from slimvision.nas.supernet.shared import Supernet, copy_bn, sliced_bn
 from slimvision.nas.spaces.mbv2 import HEAD_CHANNELS, KERNELS, STAGES, STEM_CHANNELS, MbNet, Mbv2Space, block_plan, stage_channels
 
 MAX_KERNEL = max(KERNELS)
@@ -43,12 +43,11 @@ class ElasticBlock(nn.Module):
         return x + y if self.stride == 1 and in_ch == out else y
 
 
-class Mbv2Supernet(nn.Module):
+class Mbv2Supernet(Supernet):
     """All `mbv2` subnets in one module; `set_active(arch)` picks the subnet `forward` runs."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3):
-        super().__init__()
-        self.space = Mbv2Space()
+        super().__init__(Mbv2Space())
         self.stem = nn.Sequential(nn.Conv2d(in_chans, STEM_CHANNELS, 3, 1, 1, bias=False), nn.BatchNorm2d(STEM_CHANNELS), nn.ReLU6(inplace=True))
         stages, in_ch = [], STEM_CHANNELS
         for stage, (_, max_depth, stride) in enumerate(STAGES):
@@ -62,10 +61,6 @@ class Mbv2Supernet(nn.Module):
         self.head_conv = nn.Conv2d(in_ch, HEAD_CHANNELS, 1, bias=False)
         self.head_bn = nn.BatchNorm2d(HEAD_CHANNELS)
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
-        self.active: Arch = self.space.largest()
-
-    def set_active(self, arch: Arch) -> None:
-        self.active = self.space.validate(dict(arch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

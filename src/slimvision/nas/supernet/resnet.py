@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from slimvision.models.registry import register_model
 from slimvision.nas.space import Arch
 from slimvision.nas.spaces.resnet import STAGES, STEM_CHANNELS, ResNetArch, ResNetSpace, block_plan
-from slimvision.nas.supernet.shared import copy_bn, sliced_bn
+from slimvision.nas.supernet.shared import Supernet, copy_bn, sliced_bn
 
 
 class ElasticBasicBlock(nn.Module):
@@ -37,12 +37,11 @@ class ElasticBasicBlock(nn.Module):
         return F.relu(y + x)
 
 
-class ResNetSupernet(nn.Module):
+class ResNetSupernet(Supernet):
     """All `resnet` subnets in one module; `set_active(arch)` picks the subnet `forward` runs."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3):
-        super().__init__()
-        self.space = ResNetSpace()
+        super().__init__(ResNetSpace())
         self.stem = nn.Sequential(nn.Conv2d(in_chans, STEM_CHANNELS, 3, 1, 1, bias=False), nn.BatchNorm2d(STEM_CHANNELS), nn.ReLU(inplace=True))
         stages, in_ch = [], STEM_CHANNELS
         for base, max_depth, stride in STAGES:
@@ -50,10 +49,6 @@ class ResNetSupernet(nn.Module):
             in_ch = base
         self.stages = nn.ModuleList(stages)
         self.classifier = nn.Linear(in_ch, num_classes)
-        self.active: Arch = self.space.largest()
-
-    def set_active(self, arch: Arch) -> None:
-        self.active = self.space.validate(dict(arch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

@@ -1,4 +1,4 @@
-"""What every weight-sharing supernet needs: sliced batch norm, copying slices out, BN re-calibration."""
+"""What every weight-sharing supernet needs: an active subnet, sliced batch norm, copying slices out, BN re-calibration."""
 
 from __future__ import annotations
 
@@ -7,6 +7,23 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from slimvision.nas.space import Arch, SearchSpace
+
+
+class Supernet(nn.Module):
+    """All subnets of `space` in one module; `set_active(arch)` picks the one `forward` runs, `extract(arch)` copies it out."""
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+        self.active: Arch = space.largest()
+
+    def set_active(self, arch: Arch) -> None:
+        self.active = self.space.validate(dict(arch))
+
+    def extract(self, arch: Arch) -> nn.Module:
+        raise NotImplementedError
 
 
 def sliced_bn(x: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> torch.Tensor:
