@@ -87,3 +87,33 @@ def correlate_command(
                       cell("p_at_bottom10"), f"{entry['best_ranking_at10']:.3f}", f"{entry['worst_ranking_at10']:.3f}",
                       f"{entry['ms_per_arch']:.1f}")
     console.print(table)
+
+
+@nas_app.command("qt-score")
+def qt_score_command(
+    space: str = typer.Option("cell", help="Search space."),
+    evaluator: str = typer.Option("synflow", help="Evaluator that plays the accuracy term (a proxy, oneshot, train, ...)."),
+    latency_ms: str = typer.Option(..., "--latency-ms", help="Comma-separated INT8 latency limits at batch 1, e.g. 0.3,0.6."),
+    samples: int = typer.Option(20, help="Archs sampled from the space (each is exported, quantized and timed)."),
+    top_k: int = typer.Option(3, help="Best archs averaged per latency limit."),
+    data: str = typer.Option("digits", help="Dataset (calibration images and evaluator data)."),
+    image_size: int = typer.Option(32, help="Input size."),
+    supernet: Optional[Path] = typer.Option(None, help="Supernet directory (one-shot evaluators)."),
+    threads: int = typer.Option(1, help="onnxruntime threads for the latency measurements."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Q-T score: INT8-friendliness of a space = its best evaluator scores under measured INT8 latency limits."""
+    from slimvision.config import parse_count
+    from slimvision.nas import SPACES, create_evaluator
+    from slimvision.nas.qt_score import QTConfig, qt_score
+
+    search_space = SPACES.get(space)()
+    judge = create_evaluator(evaluator, search_space, data=data, image_size=image_size, supernet=supernet, seed=seed)
+    config = QTConfig(tuple(parse_count(limit) for limit in latency_ms.split(",") if limit.strip()), samples, top_k, image_size, data, threads, seed)
+    result = qt_score(search_space, judge, config, progress=not json_out)
+    if json_out:
+        print_json({"space": space, "evaluator": evaluator, "qt_score": result.score, "per_limit": result.per_limit, "archs": result.archs})
+        return
+    console.print(f"Q-T score of {space} with {evaluator}: {result.score:.4g}  (per INT8 latency limit in ms: "
+                  + ", ".join(f"{k}: {v:.4g}" for k, v in result.per_limit.items()) + ")")
