@@ -17,7 +17,7 @@ app.add_typer(supernet_app, name="supernet")
 @supernet_app.command("train")
 def supernet_train_command(
     out: Path = typer.Option(..., "--out", help="Directory for checkpoints and the supernet artifact."),
-    space: str = typer.Option("mbv2", "--space", help="Search space with a supernet: mbv2."),
+    space: str = typer.Option("mbv2", "--space", help="Search space with a supernet: mbv2 | resnet."),
     data: str = typer.Option("digits", "--data", help="Dataset."),
     image_size: int = typer.Option(32, "--image-size", help="Image size."),
     sampler: str = typer.Option("sandwich", "--sampler", help="uniform | sandwich | complexity | performance."),
@@ -56,15 +56,28 @@ def search_command(
     population: int = typer.Option(16, "--population", help="Population size (evolution, nsga2)."),
     threads: int = typer.Option(1, "--threads", help="Threads for latency measurements."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Evaluate candidates in parallel with Ray Tune: 'local' starts Ray here, or a cluster address (e.g. 'auto', 'ray://host:10001')."),
+    ray_workers: int = typer.Option(2, "--ray-workers", help="Parallel Ray trials (one CPU and one thread each)."),
     json_output: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
 ) -> None:
-    """Constrained architecture search; writes the measured Pareto front (score vs MACs)."""
+    """Constrained architecture search; writes the measured Pareto front (score vs MACs).
+
+    random and the first population of evolution are scored in batches of --population, which
+    --ray-address spreads over Ray workers; later evolution children and TPE/NSGA-II are sequential.
+    """
     from slimvision.nas import SPACES, create_evaluator
     from slimvision.nas.strategies import Constraints, SearchConfig, run_search
 
     search_space = SPACES.get(space)()
     config = SearchConfig(strategy, trials, population, seed, image_size, in_chans, 10, threads)
-    judge = create_evaluator(evaluator, search_space, supernet=supernet, data=data, image_size=image_size, seed=seed)
+    context = {"supernet": supernet, "data": data, "image_size": image_size, "seed": seed}
+    if ray_address:
+        from slimvision.nas.ray_backend import RayTuneEvaluator
+
+        create_evaluator(evaluator, search_space, **context)  # fail here, not in a worker, on a bad name or supernet
+        judge = RayTuneEvaluator(search_space, evaluator, context, out / "ray", ray_address, ray_workers)
+    else:
+        judge = create_evaluator(evaluator, search_space, **context)
     front = run_search(search_space, judge, Constraints(_parse_optional(max_macs), _parse_optional(max_params), max_latency_ms), config, out)
     if json_output:
         print_json(front)

@@ -94,15 +94,21 @@ class Search:
         return True
 
     def evaluate(self, arch: Arch) -> dict[str, Any]:
-        key = self.space.encode(arch)
-        if key not in self.records:
-            record = {"arch": arch, "macs": self.macs(arch), "score": float(self.evaluator.score(arch))}
-            if self.latency is not None:
-                record["latency_ms_lut"] = self.latency.predict_ms(arch)
-            self.records[key] = record
+        return self.evaluate_many([arch])[0]
+
+    def evaluate_many(self, archs: list[Arch]) -> list[dict[str, Any]]:
+        """Score the new archs in one `score_many` call (a parallel evaluator runs them at once) and log them."""
+        new = list({self.space.encode(a): a for a in archs if self.space.encode(a) not in self.records}.values())
+        if new:
+            scores = self.evaluator.score_many(new)
             with self.log_path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        return self.records[key]
+                for arch, score in zip(new, scores):
+                    record = {"arch": arch, "macs": self.macs(arch), "score": float(score)}
+                    if self.latency is not None:
+                        record["latency_ms_lut"] = self.latency.predict_ms(arch)
+                    self.records[self.space.encode(arch)] = record
+                    handle.write(json.dumps(record) + "\n")
+        return [self.records[self.space.encode(a)] for a in archs]
 
     def random_feasible(self, rng: random.Random, tries: int = 1000) -> Arch:
         for _ in range(tries):
@@ -132,9 +138,15 @@ class Search:
 
 
 def _run_random(search: Search, progress: Callable[[], None]) -> None:
+    """Batches of `population` feasible archs, so a parallel evaluator has work for every worker."""
     rng = random.Random(search.config.seed)
     while len(search.records) < search.config.trials:
-        search.evaluate(search.random_feasible(rng))
+        batch: dict[str, Arch] = {}
+        while len(batch) < min(search.config.population, search.config.trials - len(search.records)):
+            arch = search.random_feasible(rng)
+            if search.space.encode(arch) not in search.records:
+                batch[search.space.encode(arch)] = arch
+        search.evaluate_many(list(batch.values()))
         progress()
 
 
@@ -143,8 +155,10 @@ def _run_evolution(search: Search, progress: Callable[[], None]) -> None:
     cfg = search.config
     rng = random.Random(cfg.seed + len(search.records))  # a resumed run continues with a fresh stream
     population = sorted(search.records.values(), key=lambda r: -r["score"])[: cfg.population]
-    while len(population) < cfg.population and len(search.records) < cfg.trials:
-        population.append(search.evaluate(search.random_feasible(rng)))
+    missing = min(cfg.population - len(population), cfg.trials - len(search.records))
+    if missing > 0:
+        population += search.evaluate_many([search.random_feasible(rng) for _ in range(missing)])
+        population = list({search.space.encode(r["arch"]): r for r in population}.values())
         progress()
     while len(search.records) < cfg.trials:
         parents = sorted(rng.sample(population, min(len(population), 4)), key=lambda r: -r["score"])[:2]
