@@ -69,7 +69,7 @@ class Search:
         if constraints.max_latency_ms is not None:
             from slimvision.nas.latency_lut import LatencyTable
 
-            self.latency = LatencyTable(self.out_dir / "latency_lut.json", config.image_size, config.in_chans, config.threads)
+            self.latency = LatencyTable(self.out_dir / "latency_lut.json", config.image_size, config.in_chans, config.threads, space=space)
 
     def macs(self, arch: Arch) -> int:
         key = self.space.encode(arch)
