@@ -41,16 +41,20 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=20)
     parser.add_argument("--standalone-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--supernet", type=Path, default=None, help="Reuse a supernet trained by an earlier run (skips training).")
+    parser.add_argument("--name", default="nas_oneshot", help="Results file name in benchmarks/results/.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="nas-bench-"))
     space = Mbv2Space()
     start = time.perf_counter()
-    train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), work / "supernet", "digits", 32)
+    supernet_dir = args.supernet or work / "supernet"
+    if args.supernet is None:
+        train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), supernet_dir, "digits", 32)
     supernet_seconds = time.perf_counter() - start
     archs = spread_archs(space, args.archs)
-    oneshot_acc = OneShotEvaluator(space, supernet=work / "supernet", metric="accuracy")
-    oneshot_loss = OneShotEvaluator(space, supernet=work / "supernet", metric="loss")
+    oneshot_acc = OneShotEvaluator(space, supernet=supernet_dir, metric="accuracy")
+    oneshot_loss = OneShotEvaluator(space, supernet=supernet_dir, metric="loss")
     train, val = get_dataset("digits", "train", 32), get_dataset("digits", "val", 32)
     rows, records = [], []
     for index, arch in enumerate(archs):
@@ -73,7 +77,7 @@ def main() -> None:
         "# One-shot NAS on digits (mbv2 space, 32x32)",
         "",
         f"Supernet: sandwich sampler (largest + smallest + 2 random, in-place distillation), {args.epochs} epochs, SGD 0.05 cosine: "
-        f"**{supernet_seconds / 60:.1f} min** on {args.threads} threads.",
+        + (f"**{supernet_seconds / 60:.1f} min** on {args.threads} threads." if args.supernet is None else f"reused from `{args.supernet}` (trained by an earlier run of this script)."),
         f"{args.archs} subnets spread over the MACs range; one-shot score = validation accuracy (or minus loss) with inherited "
         f"weights after BN re-calibration on 8 batches; ground truth = validation accuracy after {args.standalone_epochs} epochs "
         "of stand-alone training from scratch (SGD 0.1, cosine, seed 0).",
@@ -84,7 +88,7 @@ def main() -> None:
         "",
         *conditions_markdown(cond, time.perf_counter() - start),
     ]
-    write_results("nas_oneshot", "\n".join(md), {"supernet_seconds": supernet_seconds, "records": records, "correlations": correlations, "macs_kendall_tau": macs_tau})
+    write_results(args.name, "\n".join(md), {"supernet_seconds": supernet_seconds, "records": records, "correlations": correlations, "macs_kendall_tau": macs_tau})
     print("\n".join(md))
 
 
