@@ -62,7 +62,8 @@ class RayTuneEvaluator(Evaluator):
     def score_many(self, archs: list[Arch]) -> list[float]:
         from ray import tune
 
-        self._connect()
+        with contextlib.redirect_stdout(sys.stderr):  # Ray's start-up banner too: stdout stays for --json
+            self._connect()
         self.batches += 1
         param_space = {"space": self.space.name, "space_kwargs": self.space_kwargs, "evaluator": self.evaluator,
                        "context": self.context, "arch": tune.grid_search(archs)}
