@@ -45,6 +45,58 @@ def test_search_resumes_without_re_evaluating(tmp_path):
     assert first_calls == 8 and again.calls == 4  # only the 4 new trials are evaluated
 
 
+class BatchRecorder(MacsHungry):
+    """A parallel-looking evaluator that remembers every batch it was handed."""
+
+    workers = 3
+
+    def __init__(self, space, **_):
+        super().__init__(space)
+        self.batches = []
+
+    def score_many(self, archs):
+        self.batches.append([self.space.encode(a) for a in archs])
+        return super().score_many(archs)
+
+
+def test_evaluate_many_scores_each_new_arch_once_in_one_call(tmp_path):
+    from slimvision.nas.strategies import Search
+
+    search = Search(SPACE, BatchRecorder(SPACE), Constraints(), SearchConfig("random", in_chans=1), tmp_path)
+    first, second = SPACE.smallest(), SPACE.largest()
+    records = search.evaluate_many([first, second, first])
+    assert [r["arch"] for r in records] == [first, second, first] and len(search.evaluator.batches) == 1
+    search.evaluate_many([second])  # known: no call
+    assert search.evaluator.batches == [[SPACE.encode(first), SPACE.encode(second)]]
+    assert len((tmp_path / "evaluations.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution", "tpe", "nsga2"])
+def test_batched_strategies_evaluate_exactly_trials_distinct_archs_in_batches_of_population(strategy, tmp_path):
+    evaluator = BatchRecorder(SPACE)
+    config = SearchConfig(strategy, trials=10, population=4, seed=1, in_chans=1)
+    run_search(SPACE, evaluator, Constraints(max_macs=30e6), config, tmp_path)
+    scored = [key for batch in evaluator.batches for key in batch]
+    assert len(scored) == len(set(scored)) <= 10 and all(len(batch) <= (3 if strategy == "tpe" else 4) for batch in evaluator.batches)
+    if strategy in ("random", "evolution"):  # optuna may propose an arch it already has: counted, not re-scored
+        assert len(scored) == 10 and len(evaluator.batches) == 3  # 4 + 4 + 2
+    lines = (tmp_path / "evaluations.jsonl").read_text().splitlines()
+    assert len(lines) == len(scored) and all(json.loads(line)["macs"] <= 30e6 for line in lines)
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_search_stops_when_every_feasible_arch_is_evaluated(strategy, tmp_path):
+    from slimvision.nas.spaces.cell import CellSpace
+
+    class ThreeArchs(CellSpace):
+        def choices(self):
+            return {name: values[:3] if name == "e1_0" else values[:1] for name, values in super().choices().items()}
+
+    space = ThreeArchs()
+    run_search(space, MacsHungry(space), Constraints(), SearchConfig(strategy, trials=10, population=2, image_size=8), tmp_path)
+    assert len((tmp_path / "evaluations.jsonl").read_text().splitlines()) == 3
+
+
 def test_optuna_study_resumes_from_storage(tmp_path):
     evaluator = MacsHungry(SPACE)
     run_search(SPACE, evaluator, Constraints(max_macs=40e6), SearchConfig("tpe", trials=5, in_chans=1), tmp_path)

@@ -62,8 +62,8 @@ def search_command(
 ) -> None:
     """Constrained architecture search; writes the measured Pareto front (score vs MACs).
 
-    random and the first population of evolution are scored in batches of --population, which
-    --ray-address spreads over Ray workers; later evolution children and TPE/NSGA-II are sequential.
+    random, evolution (one batch per generation) and NSGA-II score batches of --population archs, TPE
+    batches of --ray-workers; --ray-address spreads each batch over Ray workers.
     """
     from slimvision.nas import SPACES, create_evaluator
     from slimvision.nas.strategies import Constraints, SearchConfig, run_search

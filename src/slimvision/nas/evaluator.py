@@ -13,6 +13,7 @@ class Evaluator(ABC):
     """score(arch) -> float, higher is better; search strategies do not care what is behind it."""
 
     name: str = ""
+    workers: int = 1  # archs that score_many scores at the same time; above 1, strategies hand it whole batches
 
     def __init__(self, space: SearchSpace):
         self.space = space

@@ -3,7 +3,8 @@
 Every evaluated arch is appended to `evaluations.jsonl` in the output directory, so a rerun skips
 what is done (random, evolution) or continues the optuna study stored in `study.db` (tpe, nsga2).
 The result is the Pareto front of score vs MACs; its archs are rebuilt and measured (MACs,
-params, latency at batch 1) and any that violate a constraint are dropped.
+params, latency at batch 1) and any that violate a constraint are dropped. Candidates are proposed in
+batches (`Search.evaluate_many`) so a parallel evaluator such as the Ray Tune backend keeps its workers busy.
 """
 
 from __future__ import annotations
@@ -97,12 +98,16 @@ class Search:
         return self.evaluate_many([arch])[0]
 
     def evaluate_many(self, archs: list[Arch]) -> list[dict[str, Any]]:
-        """Score the new archs in one `score_many` call (a parallel evaluator runs them at once) and log them."""
+        """Records of `archs`; the ones not evaluated yet are scored (each once) and appended to evaluations.jsonl."""
         new = list({self.space.encode(a): a for a in archs if self.space.encode(a) not in self.records}.values())
-        if new:
-            scores = self.evaluator.score_many(new)
+        # A parallel evaluator gets the whole batch in one `score_many` call; a sequential one gets one arch at a
+        # time, so each score is logged as soon as it exists and a crash loses at most one evaluation.
+        step = max(1, len(new)) if self.evaluator.workers > 1 else 1
+        for start in range(0, len(new), step):
+            chunk = new[start:start + step]
+            scores = self.evaluator.score_many(chunk)
             with self.log_path.open("a") as handle:
-                for arch, score in zip(new, scores):
+                for arch, score in zip(chunk, scores):
                     record = {"arch": arch, "macs": self.macs(arch), "score": float(score)}
                     if self.latency is not None:
                         record["latency_ms_lut"] = self.latency.predict_ms(arch)
@@ -137,67 +142,106 @@ class Search:
         return measured
 
 
+def _fresh_batch(search: Search, size: int, propose: Callable[[], Arch], patience: int = 1000) -> list[Arch]:
+    """Up to `size` distinct feasible archs not evaluated yet; fewer once `patience` proposals in a row add nothing."""
+    batch: dict[str, Arch] = {}
+    misses = 0
+    while len(batch) < size and misses < patience:
+        arch = propose()
+        key = search.space.encode(arch)
+        # duplicates first: they are common (evolution) and cost nothing to reject, a constraint check may build a model
+        if key in search.records or key in batch or not search.feasible(arch):
+            misses += 1
+            continue
+        batch[key] = arch
+        misses = 0
+    return list(batch.values())
+
+
+def _remaining(search: Search) -> int:
+    return search.config.trials - len(search.records)
+
+
 def _run_random(search: Search, progress: Callable[[], None]) -> None:
     """Batches of `population` feasible archs, so a parallel evaluator has work for every worker."""
     rng = random.Random(search.config.seed)
-    while len(search.records) < search.config.trials:
-        batch: dict[str, Arch] = {}
-        while len(batch) < min(search.config.population, search.config.trials - len(search.records)):
-            arch = search.random_feasible(rng)
-            if search.space.encode(arch) not in search.records:
-                batch[search.space.encode(arch)] = arch
-        search.evaluate_many(list(batch.values()))
+    while _remaining(search) > 0:
+        batch = _fresh_batch(search, min(search.config.population, _remaining(search)), lambda: search.space.sample(rng))
+        if not batch:
+            search.random_feasible(rng)  # the clear error when nothing meets the constraints
+            return  # otherwise every feasible arch we can find is evaluated already
+        search.evaluate_many(batch)
         progress()
 
 
 def _run_evolution(search: Search, progress: Callable[[], None]) -> None:
-    """Regularised-style evolution: tournament parents, mutation + crossover, feasible children only."""
+    """Generational evolution: each generation is one batch of up to `population` new feasible children
+    (tournament parents, crossover + mutation), and the best `population` of parents and children survive."""
     cfg = search.config
     rng = random.Random(cfg.seed + len(search.records))  # a resumed run continues with a fresh stream
     population = sorted(search.records.values(), key=lambda r: -r["score"])[: cfg.population]
-    missing = min(cfg.population - len(population), cfg.trials - len(search.records))
+    missing = min(cfg.population - len(population), _remaining(search))
     if missing > 0:
-        population += search.evaluate_many([search.random_feasible(rng) for _ in range(missing)])
-        population = list({search.space.encode(r["arch"]): r for r in population}.values())
+        population += search.evaluate_many(_fresh_batch(search, missing, lambda: search.space.sample(rng)))
         progress()
-    while len(search.records) < cfg.trials:
+    if not population:
+        search.random_feasible(rng)  # the clear error when nothing meets the constraints
+        return
+
+    def child() -> Arch:
+        # parents come from the population as it was when the generation started
         parents = sorted(rng.sample(population, min(len(population), 4)), key=lambda r: -r["score"])[:2]
-        child = search.space.crossover(parents[0]["arch"], parents[-1]["arch"], rng)
-        child = search.space.mutate(child, rng, 0.15)
-        if search.space.encode(child) in search.records or not search.feasible(child):
-            continue
-        population.append(search.evaluate(child))
-        population = sorted(population, key=lambda r: -r["score"])[: cfg.population]
+        return search.space.mutate(search.space.crossover(parents[0]["arch"], parents[-1]["arch"], rng), rng, 0.15)
+
+    while _remaining(search) > 0:
+        size = min(cfg.population, _remaining(search))
+        # a converged population may have no unseen feasible children left: fresh random archs keep the budget honest
+        children = _fresh_batch(search, size, child) or _fresh_batch(search, size, lambda: search.space.sample(rng))
+        if not children:
+            return  # every feasible arch we can find is evaluated already
+        population = sorted(population + search.evaluate_many(children), key=lambda r: -r["score"])[: cfg.population]
         progress()
 
 
 def _run_optuna(search: Search, progress: Callable[[], None]) -> None:
+    """Ask/tell in batches: NSGA-II asks a whole population at once (its generation), TPE as many trials as the
+    evaluator scores at once (1 for a sequential evaluator, so TPE sees every result before its next proposal)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = search.config
     multi = cfg.strategy == "nsga2"
-    sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=cfg.population) if multi else optuna.samplers.TPESampler(seed=cfg.seed)
+    batch_size = cfg.population if multi else max(1, search.evaluator.workers)
+    if multi:
+        sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=cfg.population)
+    else:  # the constant liar keeps the trials of one batch from all proposing the same arch
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, constant_liar=batch_size > 1)
     study = optuna.create_study(
         study_name=f"slimvision-{cfg.strategy}", storage=f"sqlite:///{search.out_dir / 'study.db'}", load_if_exists=True,
         sampler=sampler, directions=["maximize", "minimize"] if multi else ["maximize"],
     )
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # a batch cut short by a crash: not results
     choices = search.space.choices()
 
-    def objective(trial: "optuna.Trial"):
-        arch = {name: trial.suggest_categorical(name, values) for name, values in choices.items()}
-        if not search.feasible(arch):
-            raise optuna.TrialPruned()  # infeasible: not a result, and not counted as one
-        record = search.evaluate(arch)
-        progress()
-        return (record["score"], record["macs"]) if multi else record["score"]
+    def completed() -> int:
+        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
-    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
     budget = cfg.trials * 20  # attempts, infeasible ones included
-    while done < cfg.trials and budget > 0:
-        study.optimize(objective, n_trials=1)
-        budget -= 1
-        done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+    while completed() < cfg.trials and budget > 0:
+        trials, archs = [], []
+        for _ in range(min(batch_size, cfg.trials - completed(), budget)):
+            trial = study.ask()
+            arch = {name: trial.suggest_categorical(name, values) for name, values in choices.items()}
+            budget -= 1
+            if search.feasible(arch):
+                trials.append(trial)
+                archs.append(arch)
+            else:  # infeasible: not a result, and not counted as one
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        for trial, record in zip(trials, search.evaluate_many(archs)):
+            study.tell(trial, (record["score"], record["macs"]) if multi else record["score"])
+        progress()
 
 
 RUNNERS = {"random": _run_random, "evolution": _run_evolution, "tpe": _run_optuna, "nsga2": _run_optuna}
