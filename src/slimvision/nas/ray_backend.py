@@ -9,6 +9,7 @@ where they are used rather than pickled) and scores one arch. A batch of archs i
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ from slimvision.nas.evaluator import Evaluator
 from slimvision.nas.space import Arch, SearchSpace
 
 
+# Evaluators built in this worker process: Tune reuses a trial's actor for the next trial of the same batch,
+# so a dataset or supernet is loaded once per worker process and batch, not once per arch.
+_BUILT: dict[str, Evaluator] = {}
+
+
 def _score_trial(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
@@ -25,14 +31,17 @@ def _score_trial(config: dict[str, Any]) -> None:
     from slimvision.nas import SPACES, create_evaluator
 
     torch.set_num_threads(1)  # `workers` trials share the machine's cores
-    space = SPACES.get(config["space"])(**config["space_kwargs"])
-    evaluator = create_evaluator(config["evaluator"], space, **config["context"])
-    tune.report({"score": float(evaluator.score(config["arch"]))})
+    key = json.dumps([config["space"], config["space_kwargs"], config["evaluator"], config["context"]], sort_keys=True, default=str)
+    if key not in _BUILT:
+        _BUILT[key] = create_evaluator(config["evaluator"], SPACES.get(config["space"])(**config["space_kwargs"]), **config["context"])
+    tune.report({"score": float(_BUILT[key].score(config["arch"]))})
 
 
 class RayTuneEvaluator(Evaluator):
+    """Scores each batch of archs as one Ray Tune run, `workers` trials at a time; scores come back in arch order."""
+
     def __init__(self, space: SearchSpace, evaluator: str, context: dict[str, Any], storage: str | Path,
-                 address: str = "local", workers: int = 2, space_kwargs: dict[str, Any] | None = None):
+                 address: str | None = "local", workers: int = 2, space_kwargs: dict[str, Any] | None = None):
         super().__init__(space)
         try:
             import ray  # noqa: F401
@@ -44,14 +53,14 @@ class RayTuneEvaluator(Evaluator):
         self.name = evaluator
         self.evaluator, self.context, self.space_kwargs = evaluator, {k: str(v) if isinstance(v, Path) else v for k, v in context.items()}, space_kwargs or {}
         self.storage, self.address, self.workers = Path(storage).resolve(), address, workers
-        self.batches = 0
+        self.batches = len(list(self.storage.glob("batch_*")))  # a resumed search numbers its Tune runs on
 
     def _connect(self) -> None:
         import ray
 
         if ray.is_initialized():
             return
-        if self.address == "local":
+        if self.address in (None, "local"):
             ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         else:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
@@ -69,7 +78,7 @@ class RayTuneEvaluator(Evaluator):
                        "context": self.context, "arch": tune.grid_search(archs)}
         tuner = tune.Tuner(
             tune.with_resources(_score_trial, {"cpu": 1}), param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=self.workers),
+            tune_config=tune.TuneConfig(max_concurrent_trials=self.workers, reuse_actors=True),
             run_config=tune.RunConfig(storage_path=str(self.storage), name=f"batch_{self.batches:05d}", verbose=0),
         )
         with contextlib.redirect_stdout(sys.stderr):  # Tune prints its experiment table; stdout stays for --json
