@@ -29,12 +29,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from slimvision.ckpt.codec import kmeans_1d, pack_bits, pack_mask, unpack_bits, unpack_mask, xor_residual
 from slimvision.ckpt.container import ArchiveWriter, read_records
 from slimvision.errors import ArtifactError, ConfigError
 from slimvision.io import atomic_directory, atomic_write_bytes, load_state_file, save_safetensors_atomic
+from slimvision.progress import progress_bar
 
 FORMAT = "slimvision-excp"
 RUN_FILES = ("run.json", "arch.json", "meta.json")
@@ -297,7 +297,7 @@ def compress_run(source: str | Path, out_file: str | Path, config: CompressConfi
     tensors_report: list[dict[str, Any]] = []
     try:
         writer.write({"format": FORMAT, "kind": "run", "config": asdict(config), "run_files": run_files, "n_checkpoints": len(checkpoints)}, [])
-        with Progress(transient=True) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("compressing checkpoints", total=len(checkpoints))
             for checkpoint in checkpoints:
                 tensors = {f.name if checkpoint.directory else "state.safetensors": _load_tensors(f) for f in checkpoint.files if f.suffix in STATE_SUFFIXES}

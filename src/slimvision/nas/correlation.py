@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats
 
 from slimvision.errors import ConfigError
+from slimvision.progress import progress_bar
 
 POINT_METRICS = ("kendall_tau", "spearman", "pearson", "p_at_top10", "p_at_bottom10", "best_ranking_at10", "worst_ranking_at10")
 
@@ -81,7 +82,6 @@ def bootstrap_intervals(scores: np.ndarray, truth: np.ndarray, top_fraction: flo
 
 def correlate(config: CorrelateConfig) -> CorrelateResult:
     """Score every arch of the table with every evaluator; metrics against the table's accuracy, with bootstrap CIs."""
-    from rich.progress import Progress
 
     from slimvision.nas.bench import load_bench
     from slimvision.nas.evaluator import EVALUATORS
@@ -97,7 +97,7 @@ def correlate(config: CorrelateConfig) -> CorrelateResult:
     data = table.header.get("conditions", {}).get("data", "digits")
     truth_all = np.array(table.accuracies(config.metric), dtype=float)
     results: dict[str, dict[str, Any]] = {}
-    with Progress(disable=not config.progress, transient=True) as progress:
+    with progress_bar(config.progress) as progress:
         for name in config.evaluators:
             evaluator = EVALUATORS.get(name)(space, **({"data": data, "bench": table} | config.context))
             excluded = set(getattr(evaluator, "train_archs", ()))  # predictors never score their own training archs

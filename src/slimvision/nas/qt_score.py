@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
 
 from slimvision.errors import ConfigError
 from slimvision.nas.evaluator import Evaluator
 from slimvision.nas.space import SearchSpace
+from slimvision.progress import progress_bar
 
 
 @dataclass
@@ -65,7 +65,7 @@ def qt_score(space: SearchSpace, evaluator: Evaluator, config: QTConfig, progres
     calibration, input_size = train.images[:64], train.spec.input_size
     rng = random.Random(config.seed)
     rows = []
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("Q-T score", total=config.samples)
         for _ in range(config.samples):
             arch = space.sample(rng)

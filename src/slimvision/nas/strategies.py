@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.progress import Progress
 
 from slimvision.errors import ConfigError
 from slimvision.io import atomic_write_json
 from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
 from slimvision.nas.evaluator import Evaluator
 from slimvision.nas.space import Arch, SearchSpace
+from slimvision.progress import progress_bar
 
 STRATEGIES = ("random", "evolution", "tpe", "nsga2")
 
@@ -250,7 +250,7 @@ RUNNERS = {"random": _run_random, "evolution": _run_evolution, "tpe": _run_optun
 def run_search(space: SearchSpace, evaluator: Evaluator, constraints: Constraints, config: SearchConfig, out_dir: str | Path) -> list[dict[str, Any]]:
     """Search, write `pareto.json` + `pareto.png` into out_dir, and return the measured Pareto front."""
     search = Search(space, evaluator, constraints, config, out_dir)
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"{config.strategy} search", total=config.trials, completed=min(len(search.records), config.trials))
         RUNNERS[config.strategy](search, lambda: bar.update(task, completed=min(len(search.records), config.trials)))
     front = search.pareto()

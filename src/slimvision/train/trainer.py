@@ -17,11 +17,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from slimvision.data import TensorImageDataset, make_loader
 from slimvision.errors import ArtifactError
 from slimvision.measure.accuracy import accuracy
+from slimvision.progress import progress_bar
 from slimvision.train.callbacks import Callback
 from slimvision.train.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, set_rng_state
 from slimvision.train.config import TrainConfig
@@ -225,7 +226,4 @@ class Trainer:
         set_rng_state(state["rng"])
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            disable=not self.config.progress, transient=True,
-        )
+        return progress_bar(self.config.progress)

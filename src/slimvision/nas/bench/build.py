@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from slimvision.errors import ConfigError
+from slimvision.progress import progress_bar
 
 
 @dataclass
@@ -84,8 +85,6 @@ def train_one(space: Any, arch: dict[str, Any], config: BenchConfig, seed: int, 
 
 def build_bench(config: BenchConfig, out: str | Path) -> BenchResult:
     """Train `config.n` distinct sampled archs (all seeds each); append-only, so an interrupted build resumes."""
-    from rich.progress import Progress
-
     from slimvision.data import get_dataset
     from slimvision.measure import count_macs, count_params
     from slimvision.measure.latency import pinned_threads
@@ -122,7 +121,7 @@ def build_bench(config: BenchConfig, out: str | Path) -> BenchResult:
     todo = todo[config.shard[0]::config.shard[1]]
     start = time.perf_counter()
     input_size = (train_set.spec.in_chans, *train_set.images.shape[-2:])
-    with pinned_threads(config.threads), Progress(disable=not config.progress, transient=True) as progress:
+    with pinned_threads(config.threads), progress_bar(config.progress) as progress:
         task = progress.add_task("bench", total=len(todo))
         for arch in todo:
             model = space.build(arch, train_set.spec.num_classes, train_set.spec.in_chans)
