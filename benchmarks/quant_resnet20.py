@@ -42,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--name", default="quant_resnet20", help="Results file name in benchmarks/results/.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -52,12 +53,16 @@ def main() -> None:
     test = get_dataset("digits", "test", 32)
     fp32 = export_onnx(model, (1, 32, 32), work / "fp32.onnx")
     int8 = quantize_static_qdq(fp32, work / "int8.onnx", calib)
+    # The earlier graph, for comparison: only the layers with weights quantized (float ReLU and adds between them).
+    weights_only = quantize_static_qdq(fp32, work / "int8_weights_only.onnx", calib, flow_ops=())
     peer = nncf_model(fp32, calib, work / "nncf.xml")
     runtimes = {
         "onnxruntime fp32": OrtRuntime(fp32, args.threads),
         "onnxruntime int8": OrtRuntime(int8, args.threads),
+        "onnxruntime int8, conv/gemm only": OrtRuntime(weights_only, args.threads),
         "openvino f32": OpenVinoRuntime(fp32, args.threads, "f32"),
         "openvino int8 (our QDQ)": OpenVinoRuntime(int8, args.threads, "f32"),
+        "openvino int8, conv/gemm only": OpenVinoRuntime(weights_only, args.threads, "f32"),
         "nncf + openvino int8": OpenVinoRuntime(peer, args.threads, "f32"),
     }
     accuracy = {name: float((runtime_predictions(rt, test.images) == test.labels.numpy()).mean()) for name, rt in runtimes.items()}
@@ -66,14 +71,15 @@ def main() -> None:
         for name, runtime in runtimes.items():
             samples[name].append(runtime_latency_ms(runtime, (1, 32, 32), batch_sizes=(32,), repeats=30)["32"])
     latency = {name: statistics.median(values) for name, values in samples.items()}
-    baseline = {"onnxruntime int8": "onnxruntime fp32", "openvino int8 (our QDQ)": "openvino f32", "nncf + openvino int8": "openvino f32"}
+    baseline = {name: ("onnxruntime fp32" if name.startswith("onnxruntime") else "openvino f32") for name in runtimes if "int8" in name}
     rows = [[name, f"{accuracy[name]:.4f}", f"{latency[name]:.2f}", f"{min(samples[name]):.2f}-{max(samples[name]):.2f}",
              f"{latency[baseline[name]] / latency[name]:.2f}x" if name in baseline else "—"] for name in runtimes]
     sizes = {"fp32 onnx": fp32.stat().st_size, "int8 onnx": int8.stat().st_size}
     md = [
         "# resnet20 INT8 at batch 32: interleaved measurement",
         "",
-        f"resnet20 trained 10 epochs on digits 32x32; static INT8 (QDQ, MinMax, per-channel weights, 256 calibration images). "
+        f"resnet20 trained 10 epochs on digits 32x32; static INT8 (QDQ, MinMax, per-channel weights, ReLU and residual adds quantized, 256 calibration images; "
+        f"the 'conv/gemm only' rows quantize only the layers with weights). "
         f"Latency: median over {args.rounds} interleaved rounds of (median of 30 runs after 5 warm-up), {args.threads} threads. "
         f"File size fp32 {sizes['fp32 onnx']:,} B / int8 {sizes['int8 onnx']:,} B = {sizes['fp32 onnx'] / sizes['int8 onnx']:.2f}x smaller.",
         "",
@@ -81,7 +87,7 @@ def main() -> None:
         "",
         *conditions_markdown(conditions(args.threads), time.perf_counter() - start),
     ]
-    write_results("quant_resnet20", "\n".join(md), {"accuracy": accuracy, "latency_ms": latency, "samples": samples, "sizes": sizes})
+    write_results(args.name, "\n".join(md), {"accuracy": accuracy, "latency_ms": latency, "samples": samples, "sizes": sizes})
     print("\n".join(md))
 
 

@@ -63,6 +63,44 @@ def test_static_qdq_quantizes_every_conv_and_linear_and_runs_on_both_engines(tra
         assert agreement > 0.9, runtime.label
 
 
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.a, self.b = (nn.Conv2d(c, 4, 3, padding=1) for c in (1, 4, 4))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(x + self.b(torch.relu(self.a(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def _residual_qdq(tmp_path, exclude=()):
+    torch.manual_seed(0)
+    fp32 = export_onnx(_Residual().eval(), (1, 8, 8), tmp_path / "r.onnx")
+    int8 = quantize_static_qdq(fp32, tmp_path / "q.onnx", torch.randn(16, 1, 8, 8), exclude=exclude)
+    graph = onnx.load(str(int8)).graph
+    return fp32, graph, {output: node for node in graph.node for output in node.output}
+
+
+def test_activations_and_residual_adds_are_quantized_so_int8_flows_between_layers(tmp_path):
+    _, graph, producer = _residual_qdq(tmp_path)
+    assert [n.op_type for n in graph.node].count("Relu") == 0  # folded into the producers' quantized output ranges
+    add = next(n for n in graph.node if n.op_type == "Add")
+    assert [producer[name].op_type for name in add.input] == ["DequantizeLinear", "DequantizeLinear"]
+    conv_b = next(n for n in graph.node if n.name == "/b/Conv")
+    assert producer[conv_b.input[0]].op_type == "DequantizeLinear"
+
+
+def test_a_layer_kept_in_float_reads_a_float_input(tmp_path):
+    _, graph, producer = _residual_qdq(tmp_path, exclude=["/b/Conv"])
+    conv_b = next(n for n in graph.node if n.name == "/b/Conv")
+    assert producer[conv_b.input[0]].op_type == "Relu"  # the ReLU feeding it stays float too
+    assert conv_b.input[1] in {i.name for i in graph.initializer}  # float weights, no DequantizeLinear
+    conv_a = next(n for n in graph.node if n.name == "/a/Conv")
+    assert producer[conv_a.input[0]].op_type == "DequantizeLinear"
+
+
 def test_empty_calibration_set_is_refused(tmp_path):
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()).eval()
     fp32 = export_onnx(model, (1, 8, 8), tmp_path / "m.onnx")

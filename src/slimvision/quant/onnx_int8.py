@@ -3,6 +3,11 @@
 On x86, activations are unsigned 8-bit and weights signed 8-bit per channel: onnxruntime's
 integer kernels (VNNI) expect that pairing; signed activations fall back to much slower paths.
 The same QDQ file runs on onnxruntime and on OpenVINO.
+
+Besides the layers with weights, activations (ReLU, Clip) and residual adds are quantized so that
+INT8 tensors flow from one layer to the next: the quantizer folds an activation into its producer's
+output range instead of leaving a dequantize -> ReLU -> quantize round trip, and with quantized add
+inputs OpenVINO fuses conv + add + ReLU into one INT8 kernel.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from slimvision.errors import ConfigError
 from slimvision.io import atomic_write_bytes
 from slimvision.quant.export import INPUT_NAME
 
+# Layers with weights: what sensitivity analysis ranks and --keep-float keeps in float.
 QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")
+# Quantized alongside them so that no float round trip sits between two INT8 layers.
+FLOW_OPS = ("Relu", "Clip", "Add")
 
 
 class _BatchReader:
@@ -49,10 +57,33 @@ def quantizable_nodes(onnx_path: str | Path) -> list[str]:
     return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type in QUANTIZABLE_OPS]
 
 
+def _with_float_inputs(model: onnx.ModelProto, exclude: Sequence[str]) -> list[str]:
+    """`exclude` plus the activation/add chains feeding those nodes: a layer kept in float reads a float input."""
+    producer = {output: node for node in model.graph.node for output in node.output}
+    kept = set(exclude)
+    stack = [node for node in model.graph.node if node.name in kept]
+    while stack:
+        for name in stack.pop().input:
+            node = producer.get(name)
+            if node is not None and node.op_type in FLOW_OPS and node.name not in kept:
+                kept.add(node.name)
+                stack.append(node)
+    return sorted(kept)
+
+
 def quantize_static_qdq(
-    fp32_path: str | Path, out_path: str | Path, calib_images: torch.Tensor, method: str = "minmax", exclude: Sequence[str] = ()
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calib_images: torch.Tensor,
+    method: str = "minmax",
+    exclude: Sequence[str] = (),
+    flow_ops: Sequence[str] = FLOW_OPS,
 ) -> Path:
-    """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically."""
+    """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically.
+
+    `exclude` names layers to keep in float; `flow_ops` are the op types quantized besides the layers
+    with weights (pass () to quantize those layers alone).
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if len(calib_images) == 0:
@@ -61,10 +92,11 @@ def quantize_static_qdq(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         target = Path(tmp) / "int8.onnx"
+        excluded = _with_float_inputs(onnx.load(str(prepared)), exclude) if flow_ops else list(exclude)
         quantize_static(
             str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),
-            nodes_to_exclude=list(exclude) or None, op_types_to_quantize=list(QUANTIZABLE_OPS),
+            nodes_to_exclude=excluded or None, op_types_to_quantize=[*QUANTIZABLE_OPS, *flow_ops],
             extra_options={"CalibMovingAverage": False},
         )
         atomic_write_bytes(out_path, target.read_bytes())
@@ -94,6 +126,6 @@ def layer_sensitivity(
     with tempfile.TemporaryDirectory() as tmp:
         for node in nodes:
             path = Path(tmp) / "one.onnx"
-            quantize_static_qdq(fp32_path, path, calib_images, method, exclude=[n for n in nodes if n != node])
+            quantize_static_qdq(fp32_path, path, calib_images, method, exclude=[n for n in nodes if n != node], flow_ops=())
             scores.append((node, accuracy_of(path)))
     return sorted(scores, key=lambda item: item[1])
