@@ -1,6 +1,6 @@
 """One-shot NAS benchmark: supernet training time and how well one-shot scores rank architectures.
 
-Trains the `mbv2` supernet on digits (32x32) with the sandwich sampler, then for 20 subnets
+Trains the `mbv2` supernet on digits (or `--data cifar10 --data-root DIR`; 32x32) with the sandwich sampler, then for 20 subnets
 spread over the MACs range compares the one-shot score (inherited weights + BN re-calibration;
 accuracy and, separately, minus loss) with the accuracy after short stand-alone training from
 scratch: Kendall tau and Spearman. With several `--seeds` every subnet is trained once per seed,
@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="Stand-alone training seeds per subnet.")
     parser.add_argument("--eval-split", choices=("val", "test"), default="val", help="Split the stand-alone accuracy is measured on.")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--data-root", default=None, help="Local path for cifar10 / imagefolder.")
     parser.add_argument("--supernet", type=Path, default=None, help="Reuse a supernet trained by an earlier run (skips training).")
     parser.add_argument("--name", default="nas_oneshot", help="Results file name in benchmarks/results/.")
     args = parser.parse_args()
@@ -57,25 +59,25 @@ def main() -> None:
     start = time.perf_counter()
     supernet_dir = args.supernet or work / "supernet"
     if args.supernet is None:
-        train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), supernet_dir, "digits", 32)
+        train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), supernet_dir, args.data, 32, data_root=args.data_root)
     supernet_seconds = time.perf_counter() - start
     archs = spread_archs(space, args.archs)
     oneshot_acc = OneShotEvaluator(space, supernet=supernet_dir, metric="accuracy")
     oneshot_loss = OneShotEvaluator(space, supernet=supernet_dir, metric="loss")
-    train, val = get_dataset("digits", "train", 32), get_dataset("digits", "val", 32)
-    held_out = get_dataset("digits", args.eval_split, 32)
+    train, val, held_out = (get_dataset(args.data, split, 32, root=args.data_root) for split in ("train", "val", args.eval_split))
+    classes, chans = train.spec.num_classes, train.spec.in_chans
     rows, records = [], []
     for index, arch in enumerate(archs):
         by_acc, by_loss = oneshot_acc.score(arch), oneshot_loss.score(arch)
         per_seed = []
         for seed in args.seeds:
             seed_everything(seed)
-            model = space.build(arch, 10, 1)
+            model = space.build(arch, classes, chans)
             Trainer(model, train, val, TrainConfig(epochs=args.standalone_epochs, seed=seed, progress=False)).fit()
             per_seed.append(accuracy(model, held_out))
         standalone = statistics.mean(per_seed)
-        records.append({"arch": arch, "macs": space.macs(arch, 32, 1), "oneshot_accuracy": by_acc, "oneshot_minus_loss": by_loss, "standalone_accuracy": standalone, "standalone_per_seed": per_seed})
-        rows.append([index, f"{space.macs(arch, 32, 1) / 1e6:.1f}M", f"{by_acc:.4f}", f"{-by_loss:.4f}", " / ".join(f"{a:.4f}" for a in per_seed)])
+        records.append({"arch": arch, "macs": space.macs(arch, 32, chans), "oneshot_accuracy": by_acc, "oneshot_minus_loss": by_loss, "standalone_accuracy": standalone, "standalone_per_seed": per_seed})
+        rows.append([index, f"{space.macs(arch, 32, chans) / 1e6:.1f}M", f"{by_acc:.4f}", f"{-by_loss:.4f}", " / ".join(f"{a:.4f}" for a in per_seed)])
         print(rows[-1], flush=True)
     truth = [r["standalone_accuracy"] for r in records]
     correlations = {}
@@ -88,7 +90,7 @@ def main() -> None:
     seed_tau = statistics.mean(seed_taus) if seed_taus else None
     cond = conditions(args.threads)
     md = [
-        "# One-shot NAS on digits (mbv2 space, 32x32)",
+        f"# One-shot NAS on {args.data} (mbv2 space, 32x32)",
         "",
         f"Supernet: sandwich sampler (largest + smallest + 2 random, in-place distillation), {args.epochs} epochs, SGD 0.05 cosine: "
         + (f"**{supernet_seconds / 60:.1f} min** on {args.threads} threads." if args.supernet is None else f"reused from `{args.supernet}` (trained by an earlier run of this script)."),

@@ -16,3 +16,27 @@ def test_supernet_trains_and_feeds_oneshot_search_and_derive(cli, tmp_path):
     assert code == 0, err
     code, eval_out, _ = cli("eval", tmp_path / "derived", "--image-size", "8", "--json")
     assert code == 0 and 0.0 <= json.loads(eval_out)["accuracy"] <= 1.0
+
+
+def test_supernet_and_search_read_a_local_dataset(cli, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for label, name in enumerate(("circle", "square", "stripe")):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), 60 * label + 10 * i, dtype=np.uint8)).save(root / name / f"{i}.png")
+    out = tmp_path / "sn"
+    code, _, err = cli("supernet", "train", "--space", "resnet", "--data", "imagefolder", "--data-root", root, "--image-size", "8",
+                       "--epochs", "1", "--out", out)
+    assert code == 0, err
+    assert json.loads((out / "meta.json").read_text())["data"]["options"]["root"] == str(root)
+    for evaluator in ("oneshot", "train"):  # one-shot reads the recorded root, the train evaluator --data-root
+        code, out_json, err = cli("search", "--space", "resnet", "--supernet", out, "--evaluator", evaluator, "--data", "imagefolder",
+                                  "--data-root", root, "--strategy", "random", "--trials", "1", "--image-size", "8", "--in-chans", "3",
+                                  "--out", tmp_path / evaluator, "--json")
+        assert code == 0, err
+        assert 0.0 <= json.loads(out_json)[0]["score"] <= 1.0
+    code, _, err = cli("supernet", "train", "--data", "imagefolder", "--data-root", tmp_path / "nowhere", "--out", tmp_path / "bad")
+    assert code != 0 and "nowhere" in err

@@ -19,6 +19,7 @@ def supernet_train_command(
     out: Path = typer.Option(..., "--out", help="Directory for checkpoints and the supernet artifact."),
     space: str = typer.Option("mbv2", "--space", help="Search space with a supernet: mbv2 | resnet."),
     data: str = typer.Option("digits", "--data", help="Dataset."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: int = typer.Option(32, "--image-size", help="Image size."),
     sampler: str = typer.Option("sandwich", "--sampler", help="uniform | sandwich | complexity | performance."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
@@ -29,7 +30,7 @@ def supernet_train_command(
     """Train a supernet whose subnets share weights (checkpointed, resumable)."""
     from slimvision.nas.supernet.train import SupernetConfig, train_supernet
 
-    result = train_supernet(SupernetConfig(space, sampler, epochs, lr, seed=seed), out, data, image_size, resume)
+    result = train_supernet(SupernetConfig(space, sampler, epochs, lr, seed=seed), out, data, image_size, resume, data_root)
     console.print(f"supernet trained -> {out} (largest subnet, val accuracy without BN re-calibration: {result['val_accuracy_largest']:.4f})")
 
 
@@ -46,7 +47,8 @@ def search_command(
     strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | tpe | nsga2."),
     evaluator: str = typer.Option("oneshot", "--evaluator", help="oneshot | oneshot-loss | train | any registered evaluator."),
     supernet: Optional[Path] = typer.Option(None, "--supernet", help="Supernet directory (one-shot evaluators)."),
-    data: str = typer.Option("digits", "--data", help="Dataset (train evaluator)."),
+    data: str = typer.Option("digits", "--data", help="Dataset (train and proxy evaluators; one-shot uses the supernet's)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: int = typer.Option(32, "--image-size", help="Input size for MACs/latency and the train evaluator."),
     in_chans: int = typer.Option(1, "--in-chans", help="Input channels for MACs/latency (digits: 1)."),
     max_macs: Optional[str] = typer.Option(None, "--max-macs", help="MACs limit, e.g. 30M."),
@@ -70,7 +72,7 @@ def search_command(
 
     search_space = SPACES.get(space)()
     config = SearchConfig(strategy, trials, population, seed, image_size, in_chans, 10, threads)
-    context = {"supernet": supernet, "data": data, "image_size": image_size, "seed": seed}
+    context = {"supernet": supernet, "data": data, "data_root": data_root, "image_size": image_size, "seed": seed}
     if ray_address:
         from slimvision.nas.ray_backend import RayTuneEvaluator
 

@@ -57,9 +57,9 @@ class TrainEvaluator(Evaluator):
 
     name = "train"
 
-    def __init__(self, space: SearchSpace, data: str = "digits", image_size: int | None = 32, epochs: int = 3, seed: int = 0, **_: Any):
+    def __init__(self, space: SearchSpace, data: str = "digits", image_size: int | None = 32, epochs: int = 3, seed: int = 0, data_root: str | None = None, **_: Any):
         super().__init__(space)
-        self.train, self.val = dataset_for(None, data, "train", image_size), dataset_for(None, data, "val", image_size)
+        self.train, self.val = (dataset_for(None, data, split, image_size, data_root) for split in ("train", "val"))
         self.epochs, self.seed = epochs, seed
 
     def score(self, arch: Arch) -> float:

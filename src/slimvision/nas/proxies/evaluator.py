@@ -18,14 +18,14 @@ class ProxyEvaluator(Evaluator):
     """Builds arch with init seed `seed`, scores it on the first `batch_size` training images of `data`."""
 
     def __init__(self, space: SearchSpace, proxy: str, data: str = "digits", batch_size: int = 64, seed: int = 0,
-                 image_size: int | None = None, **_: Any):
+                 image_size: int | None = None, data_root: str | None = None, **_: Any):
         super().__init__(space)
         from slimvision.data import get_dataset
 
         self.proxy = PROXIES.get(proxy)
         self.name = proxy
         self.seed = seed
-        dataset = get_dataset(data, "train", image_size=image_size)
+        dataset = get_dataset(data, "train", image_size=image_size, root=data_root)
         generator = torch.Generator().manual_seed(seed)
         index = torch.randperm(len(dataset), generator=generator)[:batch_size]
         self.batch = (dataset.images[index], dataset.labels[index].long())

@@ -68,15 +68,20 @@ def sampled_loss(sampler: Sampler):
     return loss_fn
 
 
-def train_supernet(config: SupernetConfig, out_dir: str | Path, data: str = "digits", image_size: int | None = 32, resume: bool = False) -> dict[str, Any]:
-    """Train the weight-sharing supernet of `config.space`; checkpoints in out_dir, resumable; saves the artifact."""
+def train_supernet(
+    config: SupernetConfig, out_dir: str | Path, data: str = "digits", image_size: int | None = 32, resume: bool = False, data_root: str | None = None
+) -> dict[str, Any]:
+    """Train the weight-sharing supernet of `config.space`; checkpoints in out_dir, resumable; saves the artifact.
+
+    `data_root` is the local path of cifar10 / imagefolder data.
+    """
     if config.space not in SUPERNETS:
         raise ConfigError(f"no supernet for space {config.space!r}; supernets exist for: {', '.join(SUPERNETS)}")
     workers = distributed.world_size()
     if config.batch_size % workers:
         raise ConfigError(f"batch size {config.batch_size} is not divisible by the {workers} data-parallel workers")
     with distributed.process_group():
-        train, val = get_dataset(data, "train", image_size), get_dataset(data, "val", image_size)
+        train, val = get_dataset(data, "train", image_size, root=data_root), get_dataset(data, "val", image_size, root=data_root)
         seed_everything(config.seed)
         arch = ArchSpec(SUPERNETS[config.space], {"num_classes": train.spec.num_classes, "in_chans": train.spec.in_chans})
         supernet = arch.build()
