@@ -29,7 +29,7 @@ from slimvision.quant.runtimes import OpenVinoRuntime, runtime_latency_ms, runti
 from slimvision.train import TrainConfig
 from slimvision.train.run import RunSpec, train_run
 
-MODELS = [("resnet20", 10), ("resnet56", 6), ("mobilenetv2_cifar", 6)]
+MODELS = [("resnet20", 10), ("resnet56", 20), ("mobilenetv2_cifar", 6)]
 
 
 def nncf_openvino(fp32_onnx: Path, calib: torch.Tensor, test, threads: int, repeats: int) -> dict:
