@@ -109,7 +109,7 @@ def test_empty_calibration_set_is_refused(tmp_path):
     assert not (tmp_path / "q.onnx").exists()
 
 
-@pytest.mark.parametrize("kw,needle", [({"backend": "tensorrt"}, "unknown backend"), ({"mode": "qat", "backend": "onnxruntime"}, "torchao"), ({"calib_samples": 0}, "calib-samples")])
+@pytest.mark.parametrize("kw,needle", [({"backend": "tensorrt"}, "unknown backend"), ({"mode": "qat", "backend": "onnxruntime"}, "torchao"), ({"calib_samples": 0}, "calib-samples"), ({"accuracy_limit": -0.01}, "accuracy-limit")])
 def test_bad_quant_configs(kw, needle):
     with pytest.raises(ConfigError, match=needle):
         QuantConfig(**kw)
@@ -124,6 +124,8 @@ def test_quantize_cli_onnxruntime_then_eval_on_openvino(cli, trained, tmp_path):
     assert summary["size_bytes_fp32"] / summary["size_bytes_int8"] > 2.5
     assert summary["accuracy_fp32"] - summary["accuracy_int8"] < 0.05
     assert set(summary["latency_ms_int8"]) == {"1", "32"}
+    assert summary["within_accuracy_limit"] == (summary["accuracy_fp32"] - summary["accuracy_int8"] <= 0.01)
+    assert ("--accuracy-limit" in err) != summary["within_accuracy_limit"]
     code, out, _ = cli("eval", tmp_path / "int8", "--json")
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(summary["accuracy_int8"])
     code, out, _ = cli("eval", tmp_path / "int8", "--backend", "openvino", "--json")
@@ -152,6 +154,14 @@ def test_keep_float_excludes_the_most_sensitive_layers(cli, trained, tmp_path):
     # the kept layer reads its float weight directly, not through a DequantizeLinear
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     assert conv_inputs and conv_inputs[kept[0]] not in dequantized
+
+
+def test_quantize_warns_when_no_runtime_meets_the_accuracy_limit(cli, monkeypatch, tmp_path):
+    collapsed = {"backend": "openvino", "accuracy_fp32": 0.978, "accuracy_int8": 0.086, "within_accuracy_limit": False}
+    monkeypatch.setattr("slimvision.quant.quantize_artifact", lambda *args: collapsed)
+    code, out, err = cli("quantize", "--model", tmp_path, "--backend", "openvino", "--out", tmp_path / "q", "--json")
+    assert code == 0 and json.loads(out)["accuracy_int8"] == 0.086
+    assert "openvino INT8 top-1 is 89.2 points below fp32" in " ".join(err.split())
 
 
 def test_model_dir_without_weights_fails_cleanly(cli, trained, tmp_path):

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from slimvision.cli.app import app, console, print_json
+from slimvision.cli.app import app, console, err_console, print_json
 
 
 @app.command("quantize")
@@ -23,7 +23,7 @@ def quantize_command(
     calib_samples: int = typer.Option(256, "--calib-samples", help="Training images used for calibration."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax | percentile | entropy."),
     keep_float: int = typer.Option(0, "--keep-float", help="Keep the K most sensitive layers in float (measured one by one)."),
-    accuracy_limit: float = typer.Option(0.01, "--accuracy-limit", help="auto: largest accepted accuracy drop (0.01 = 1 point)."),
+    accuracy_limit: float = typer.Option(0.01, "--accuracy-limit", help="Largest accepted top-1 drop (0.01 = 1 point): auto keeps the fastest runtime within it; a run above it warns."),
     qat_epochs: int = typer.Option(3, "--qat-epochs", help="qat: fine-tuning epochs with fake quantization."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads for every runtime (pinned)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (QAT)."),
@@ -37,6 +37,10 @@ def quantize_command(
         accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed,
     )
     summary = quantize_artifact(model, config, out, data, image_size, data_root)
+    if not summary["within_accuracy_limit"]:
+        drop = 100 * (summary["accuracy_fp32"] - summary["accuracy_int8"])
+        err_console.print(f"[yellow]warning: {summary['backend']} INT8 top-1 is {drop:.1f} points below fp32, more than --accuracy-limit "
+                          f"({100 * accuracy_limit:.1f}); no runtime tried met the limit[/yellow]")
     if json_output:
         print_json(summary)
         return

@@ -18,7 +18,7 @@ class QuantConfig:
     calib_samples: int = 256
     calib_method: str = "minmax"
     keep_float: int = 0  # keep the K most sensitive layers in float (ONNX backends)
-    accuracy_limit: float = 0.01  # `auto`: largest accepted top-1 drop (fraction, 0.01 = 1 point)
+    accuracy_limit: float = 0.01  # largest accepted top-1 drop (fraction, 0.01 = 1 point); `auto` keeps runtimes within it
     qat_epochs: int = 3
     qat_lr: float = 1e-4
     threads: int | None = None
@@ -36,6 +36,8 @@ class QuantConfig:
             raise ConfigError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         if self.qat_epochs < 1:
             raise ConfigError(f"--qat-epochs must be >= 1, got {self.qat_epochs}")
+        if self.accuracy_limit < 0:
+            raise ConfigError(f"--accuracy-limit must be >= 0, got {self.accuracy_limit}")
         if self.keep_float < 0:
             raise ConfigError(f"--keep-float must be >= 0, got {self.keep_float}")
         if self.mode == "qat" and self.backend not in ("torchao", "auto"):

@@ -174,6 +174,7 @@ def quantize_artifact(
             "kept_float": kept_float,
             "rows": [dataclasses.asdict(r) for r in [eager_row] + [row for c in candidates.values() for row in c[:2]] + extra_rows],
             "accepted_backends": sorted(acceptable),
+            "within_accuracy_limit": chosen in acceptable,
         }
         conditions = {
             "threads": threads,
