@@ -82,7 +82,6 @@ def bootstrap_intervals(scores: np.ndarray, truth: np.ndarray, top_fraction: flo
 
 def correlate(config: CorrelateConfig) -> CorrelateResult:
     """Score every arch of the table with every evaluator; metrics against the table's accuracy, with bootstrap CIs."""
-
     from slimvision.nas.bench import load_bench
     from slimvision.nas.evaluator import EVALUATORS
     from slimvision.nas.space import SPACES

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from slimvision.errors import ConfigError
 from slimvision.nas.evaluator import Evaluator
 from slimvision.nas.space import SearchSpace

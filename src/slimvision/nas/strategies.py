@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-
 from slimvision.errors import ConfigError
 from slimvision.io import atomic_write_json
 from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
