@@ -75,9 +75,9 @@ def main() -> None:
             model = space.build(arch, classes, chans)
             Trainer(model, train, val, TrainConfig(epochs=args.standalone_epochs, seed=seed, progress=False)).fit()
             per_seed.append(accuracy(model, held_out))
-        standalone = statistics.mean(per_seed)
-        records.append({"arch": arch, "macs": space.macs(arch, 32, chans), "oneshot_accuracy": by_acc, "oneshot_minus_loss": by_loss, "standalone_accuracy": standalone, "standalone_per_seed": per_seed})
-        rows.append([index, f"{space.macs(arch, 32, chans) / 1e6:.1f}M", f"{by_acc:.4f}", f"{-by_loss:.4f}", " / ".join(f"{a:.4f}" for a in per_seed)])
+        standalone, macs = statistics.mean(per_seed), space.macs(arch, 32, chans)
+        records.append({"arch": arch, "macs": macs, "oneshot_accuracy": by_acc, "oneshot_minus_loss": by_loss, "standalone_accuracy": standalone, "standalone_per_seed": per_seed})
+        rows.append([index, f"{macs / 1e6:.1f}M", f"{by_acc:.4f}", f"{-by_loss:.4f}", " / ".join(f"{a:.4f}" for a in per_seed)])
         print(rows[-1], flush=True)
     truth = [r["standalone_accuracy"] for r in records]
     correlations = {}

@@ -80,11 +80,11 @@ def _residual_qdq(tmp_path, exclude=()):
     fp32 = export_onnx(_Residual().eval(), (1, 8, 8), tmp_path / "r.onnx")
     int8 = quantize_static_qdq(fp32, tmp_path / "q.onnx", torch.randn(16, 1, 8, 8), exclude=exclude)
     graph = onnx.load(str(int8)).graph
-    return fp32, graph, {output: node for node in graph.node for output in node.output}
+    return graph, {output: node for node in graph.node for output in node.output}
 
 
 def test_activations_and_residual_adds_are_quantized_so_int8_flows_between_layers(tmp_path):
-    _, graph, producer = _residual_qdq(tmp_path)
+    graph, producer = _residual_qdq(tmp_path)
     assert [n.op_type for n in graph.node].count("Relu") == 0  # folded into the producers' quantized output ranges
     add = next(n for n in graph.node if n.op_type == "Add")
     assert [producer[name].op_type for name in add.input] == ["DequantizeLinear", "DequantizeLinear"]
@@ -93,7 +93,7 @@ def test_activations_and_residual_adds_are_quantized_so_int8_flows_between_layer
 
 
 def test_a_layer_kept_in_float_reads_a_float_input(tmp_path):
-    _, graph, producer = _residual_qdq(tmp_path, exclude=["/b/Conv"])
+    graph, producer = _residual_qdq(tmp_path, exclude=["/b/Conv"])
     conv_b = next(n for n in graph.node if n.name == "/b/Conv")
     assert producer[conv_b.input[0]].op_type == "Relu"  # the ReLU feeding it stays float too
     assert conv_b.input[1] in {i.name for i in graph.initializer}  # float weights, no DequantizeLinear
