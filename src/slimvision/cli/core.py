@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from slimvision.cli.app import app, console, print_json
+from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, model_source, print_json
 from slimvision.errors import ConfigError
 
 
@@ -30,9 +30,11 @@ def models_command(json_output: bool = typer.Option(False, "--json", help="Print
 
 @app.command("profile")
 def profile_command(
-    model: str = typer.Argument(..., help="Zoo model name or a saved model directory."),
+    model: str = typer.Argument(..., help=f"The model: {MODEL_SOURCE_HELP}."),
     input_size: Optional[tuple[int, int, int]] = typer.Option(None, "--input-size", help="C H W (default: the artifact's data, else 3 32 32)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes for a zoo model (default 10)."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     batch_size: Optional[list[int]] = typer.Option(None, "--batch-size", help="Batch size to time; repeat for several (default 1 and 32)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
     repeats: int = typer.Option(20, "--repeats", help="Timed runs per batch size (median and p90 reported)."),
@@ -52,7 +54,8 @@ def profile_command(
             console.print(result)
         return
 
-    module, arch, meta = resolve_model(model, num_classes=num_classes, in_chans=input_size[0] if input_size else None)
+    source = model_source(model, model_kwargs, weights)
+    module, arch, meta = resolve_model(source, num_classes=num_classes, in_chans=input_size[0] if input_size else None)
     if input_size is None:
         data = meta.get("data")
         input_size = (data["in_chans"], data["image_size"], data["image_size"]) if data else (3, 32, 32)
@@ -114,22 +117,24 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    model_dir: Path = typer.Argument(..., help="A saved model directory."),
+    model_dir: str = typer.Argument(..., help=f"The model: a saved model directory, or any model source ({MODEL_SOURCE_HELP}) with --data."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the one recorded in meta.json)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     split: str = typer.Option("test", "--split", help="train | val | test."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Override the recorded image size."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Quantized artifacts: runtime to run them on."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON (accuracy in 0..1)."),
 ) -> None:
-    """Top-1/top-5 accuracy of a saved model (fp32 or quantized); preprocessing comes from its record."""
+    """Top-1/top-5 accuracy of a saved model (fp32 or quantized) or any model source; preprocessing comes from its record."""
     from slimvision.measure.evaluate import evaluate_artifact
     from slimvision.quant.run import evaluate_quantized, is_quantized_dir
 
     if is_quantized_dir(model_dir):
         result = evaluate_quantized(model_dir, backend, split)
     else:
-        result = evaluate_artifact(model_dir, data, split, image_size, data_root)
+        result = evaluate_artifact(model_source(model_dir, model_kwargs, weights), data, split, image_size, data_root)
     if json_output:
         print_json(result)
     else:
