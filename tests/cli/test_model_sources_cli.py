@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -107,6 +108,28 @@ def test_own_model_with_weights_in_profile_eval_export_and_distill(cli, project,
     student = json.loads((project / "S" / "arch.json").read_text())
     assert student["source"] == "file" and student["kwargs"] == {"width": 4}
     assert json.loads((project / "S" / "meta.json").read_text())["distill"]["teacher"] == "models.py:build"
+
+
+def test_train_your_own_model_and_resume_from_another_directory(cli, project, tmp_path, monkeypatch):
+    code, out, err = cli("train", "--model", "models.py:build", "--model-kwargs", '{"width": 8}', "--data", "digits", "--epochs", "1", "--out", "T", "--json")
+    assert code == 0, err
+    arch = json.loads((project / "T" / "arch.json").read_text())
+    assert (arch["source"], arch["kwargs"]) == ("file", {"width": 8})
+    assert json.loads((project / "T" / "run.json").read_text())["model"] == f"{project / 'models.py'}:build"
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("train", "--out", project / "T", "--resume", "--json")  # rebuilds models.py:build from run.json
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 1
+    # --weights starts training from a user's weights file: with a vanishing LR the weights stay where they started
+    start = project / "T" / "model.safetensors"
+    code, _, err = cli("train", "--model", f"{project / 'models.py'}:build", "--model-kwargs", '{"width": 8}', "--weights", start,
+                       "--data", "digits", "--epochs", "1", "--lr", "1e-12", "--out", tmp_path / "U")
+    assert code == 0, err
+    before, after = load_file(str(start)), load_file(str(tmp_path / "U" / "model.safetensors"))
+    assert torch.allclose(before["features.0.weight"], after["features.0.weight"], atol=1e-6)
+    torch.save({}, tmp_path / "empty.pt")
+    code, _, err = cli("train", "--model", f"{project / 'models.py'}:build", "--weights", tmp_path / "empty.pt", "--data", "digits", "--out", tmp_path / "V")
+    assert code == 1 and "weights do not match the architecture" in err and not (tmp_path / "V" / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,9 @@ def profile_command(
 @app.command("train")
 def train_command(
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoints/, run.json and the final model artifact."),
-    model: Optional[str] = typer.Option(None, "--model", help="Zoo model name (see `slimvision models`)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Zoo name (see `slimvision models`), module:function, path/to/file.py:function, timm:NAME or torchvision:NAME."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Start from these weights (.pt loaded as tensors only, or .safetensors)."),
     data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | imagefolder | synthetic."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
@@ -88,7 +90,7 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
-    """Train a zoo model; checkpoints every K epochs and resumes exactly with --resume."""
+    """Train a model (zoo or your own builder); checkpoints every K epochs and resumes exactly with --resume."""
     from slimvision.train.config import TrainConfig
     from slimvision.train.run import RunSpec, load_run_spec, train_run
 
@@ -101,13 +103,20 @@ def train_command(
         spec = load_run_spec(out)
         recorded = {"model": spec.model, "data": spec.data, "image_size": spec.image_size, **spec.config.to_dict()}
         asked = {"model": model, "data": data, "image_size": image_size, **given}
+        if model_kwargs is not None or weights is not None:
+            raise ConfigError("--resume continues the recorded run: --model-kwargs and --weights cannot change it")
         for key, value in asked.items():
             if value is not None and recorded.get(key) != value:
                 raise ConfigError(f"--resume: {key}={value!r} differs from the run's recorded {recorded.get(key)!r} in {out / 'run.json'}")
     else:
         if model is None or data is None:
             raise ConfigError("train needs --model and --data (or --resume with an existing --out)")
-        spec = RunSpec(model, data, image_size, data_root, config=TrainConfig(**given))
+        from slimvision.models.sources import FILE, parse_model_source
+
+        source = model_source(model, model_kwargs, weights)
+        kind, target = parse_model_source(model)
+        # run.json keeps a file builder's absolute path, so --resume works from any directory
+        spec = RunSpec(target if kind == FILE else model, data, image_size, data_root, source.kwargs, TrainConfig(**given), source.weights)
     metrics = train_run(spec, out, resume=resume)
     if json_output:
         print_json(metrics)
