@@ -158,3 +158,11 @@ def test_model_kwargs_must_be_a_json_object():
         parse_model_kwargs("{num_classes: 10}")
     with pytest.raises(ConfigError, match="--model-kwargs must be a JSON object"):
         parse_model_kwargs("[10]")
+
+
+@pytest.mark.parametrize("target", ["subprocess:run", "os:system", "torch.hub:load", "builtins:exec"])
+def test_callables_that_could_run_commands_are_refused(tmp_path, target):
+    marker = tmp_path / "ran"
+    with pytest.raises(ConfigError, match="are refused; name a function in your own code"):
+        build_model("callable", target, {"args": f"touch {marker}", "shell": True})
+    assert not marker.exists()

@@ -31,6 +31,8 @@ ZOO, CALLABLE, FILE, TIMM, TORCHVISION = "zoo", "callable", "file", "timm", "tor
 SOURCE_KINDS = (ZOO, CALLABLE, FILE, TIMM, TORCHVISION)
 LIBRARY_KINDS = (TIMM, TORCHVISION)
 INSTALL_HINT = "pip install 'slimvision[models]' (timm and torchvision must match the installed torch)"
+# Packages whose callables are never model builders but can run commands, load pickles or fetch code.
+REFUSED_PACKAGES = frozenset(sys.stdlib_module_names) | {"torch", "numpy", "pandas", "joblib", "dill", "cloudpickle", "slimvision"}
 # Keyword arguments that would make a library download pretrained weights at build time.
 DOWNLOAD_KWARGS = ("pretrained", "weights", "pretrained_cfg", "pretrained_cfg_overlay")
 
@@ -123,6 +125,9 @@ def import_library(kind: str):
 def import_builder(kind: str, target: str) -> Callable[..., Any]:
     """The callable named by a `module:function` or `/abs/file.py:function` target."""
     location, _, attribute = target.rpartition(":")
+    if kind == CALLABLE and location.split(".")[0] in REFUSED_PACKAGES:
+        # arch.json names the builder, so a crafted one could call e.g. subprocess:run or torch.hub:load on load
+        raise ConfigError(f"model source {target}: builders from {location.split('.')[0]!r} are refused; name a function in your own code")
     owner = _import_file(Path(location)) if kind == FILE else _import_module(location)
     value: Any = owner
     for part in attribute.split("."):
