@@ -94,3 +94,13 @@ def test_the_saved_model_keeps_its_training_mode_and_weights(tmp_path):
     save_artifact(model, arch, tmp_path / "m", {"data": {"in_chans": 1, "image_size": 8}})
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics untouched by the check
+
+
+def test_the_check_leaves_the_random_stream_alone(tmp_path):
+    arch = ArchSpec("small_cnn", {"in_chans": 1})
+    model = arch.build()
+    torch.manual_seed(7)
+    save_artifact(model, arch, tmp_path / "m", input_size=(1, 8, 8))
+    after_save = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(after_save, torch.rand(3))  # a save does not change what the next random draw is

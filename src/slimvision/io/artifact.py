@@ -124,7 +124,8 @@ def write_artifact_files(
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     arch_dict = arch.to_dict()
-    check_rebuilds(ArchSpec.from_dict(arch_dict), state, input_size or recorded_input_size(meta), label or str(out_dir))
+    # through JSON and back, so the check sees exactly what load_artifact will (tuples become lists)
+    check_rebuilds(ArchSpec.from_dict(json.loads(json.dumps(arch_dict))), state, input_size or recorded_input_size(meta), label or str(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     full_meta = {"format": "slimvision-artifact", "version": 1, **(meta or {}), "environment": environment_record()}
     save_safetensors_atomic(state, out_dir / WEIGHTS_FILE)
@@ -147,7 +148,8 @@ def check_rebuilds(arch: ArchSpec, state: dict[str, torch.Tensor], input_size: t
     the arch spec did not record is named here instead of in a directory that no longer reloads.
     """
     try:
-        rebuilt = arch.build()
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's random stream as it was
+            rebuilt = arch.build()
     except SlimvisionError as exc:
         raise ArtifactError(f"cannot save {label}: its arch spec does not rebuild ({exc})") from None
     expected = rebuilt.state_dict()
