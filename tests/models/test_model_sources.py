@@ -115,6 +115,8 @@ def test_torchvision_that_fails_to_import_is_reported_in_one_line(tmp_path, monk
     message = str(info.value)
     assert "torchvision is installed but fails to import (operator torchvision::nms does not exist)" in message
     assert "pip install" in message and "\n" not in message
+    with pytest.raises(ConfigError, match=r"cannot import module 'torchvision.models' .*nms does not exist\); pip install"):
+        build_model(*parse_model_source("torchvision.models:resnet18"), {})
 
 
 def fake_timm(calls):

@@ -143,7 +143,8 @@ def _import_module(name: str):
     try:
         return importlib.import_module(name)
     except Exception as exc:  # any failure while importing user code is reported in one line
-        raise ConfigError(f"cannot import module {name!r} for the model builder ({type(exc).__name__}: {_first_line(exc)})") from None
+        hint = f"; {INSTALL_HINT}" if name.split(".")[0] in LIBRARY_KINDS else ""
+        raise ConfigError(f"cannot import module {name!r} for the model builder ({type(exc).__name__}: {_first_line(exc)}){hint}") from None
 
 
 def _import_file(path: Path):
