@@ -6,6 +6,7 @@ import os
 import sys
 
 import typer
+from rich.markup import escape
 from typer.exceptions import TyperException
 
 from slimvision.cli import ckpt, core, distill, nas, nas_bench, prune, quant  # noqa: F401  (registers commands)
@@ -19,7 +20,8 @@ def run(argv: list[str] | None = None) -> int:
         result = app(args=argv, prog_name="slimvision", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except SlimvisionError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (pip extras, shapes) that rich would read as markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

@@ -22,3 +22,17 @@ err_console = Console(stderr=True)
 def print_json(data: Any) -> None:
     """JSON on stdout only (progress and tables go elsewhere), so `--json` output pipes cleanly."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+MODEL_SOURCE_HELP = "zoo name, model directory, module:function, path/to/file.py:function, timm:NAME or torchvision:NAME"
+MODEL_KWARGS_HELP = "JSON object of keyword arguments for the model builder, e.g. '{\"num_classes\": 10}'."
+WEIGHTS_HELP = "Weights for a built model: a .pt/.pth (loaded as tensors only) or .safetensors file."
+
+
+def model_source(spec: str | None, kwargs_json: str | None = None, weights: str | None = None):
+    """The `ModelSource` a command's model option, `--model-kwargs` and `--weights` describe (None if no model)."""
+    from slimvision.models.sources import ModelSource, parse_model_kwargs
+
+    if spec is None:
+        return None
+    return ModelSource(str(spec), parse_model_kwargs(kwargs_json), str(weights) if weights else None)

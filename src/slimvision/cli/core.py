@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from slimvision.cli.app import app, console, print_json
+from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, model_source, print_json
 from slimvision.errors import ConfigError
 
 
@@ -30,9 +30,11 @@ def models_command(json_output: bool = typer.Option(False, "--json", help="Print
 
 @app.command("profile")
 def profile_command(
-    model: str = typer.Argument(..., help="Zoo model name or a saved model directory."),
+    model: str = typer.Argument(..., help=f"The model: {MODEL_SOURCE_HELP}."),
     input_size: Optional[tuple[int, int, int]] = typer.Option(None, "--input-size", help="C H W (default: the artifact's data, else 3 32 32)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes for a zoo model (default 10)."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     batch_size: Optional[list[int]] = typer.Option(None, "--batch-size", help="Batch size to time; repeat for several (default 1 and 32)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
     repeats: int = typer.Option(20, "--repeats", help="Timed runs per batch size (median and p90 reported)."),
@@ -52,7 +54,8 @@ def profile_command(
             console.print(result)
         return
 
-    module, arch, meta = resolve_model(model, num_classes=num_classes, in_chans=input_size[0] if input_size else None)
+    source = model_source(model, model_kwargs, weights)
+    module, arch, meta = resolve_model(source, num_classes=num_classes, in_chans=input_size[0] if input_size else None)
     if input_size is None:
         data = meta.get("data")
         input_size = (data["in_chans"], data["image_size"], data["image_size"]) if data else (3, 32, 32)
@@ -69,7 +72,9 @@ def profile_command(
 @app.command("train")
 def train_command(
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoints/, run.json and the final model artifact."),
-    model: Optional[str] = typer.Option(None, "--model", help="Zoo model name (see `slimvision models`)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Zoo name (see `slimvision models`), module:function, path/to/file.py:function, timm:NAME or torchvision:NAME."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Start from these weights (.pt loaded as tensors only, or .safetensors)."),
     data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | imagefolder | synthetic."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
@@ -85,7 +90,7 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
-    """Train a zoo model; checkpoints every K epochs and resumes exactly with --resume."""
+    """Train a model (zoo or your own builder); checkpoints every K epochs and resumes exactly with --resume."""
     from slimvision.train.config import TrainConfig
     from slimvision.train.run import RunSpec, load_run_spec, train_run
 
@@ -98,13 +103,20 @@ def train_command(
         spec = load_run_spec(out)
         recorded = {"model": spec.model, "data": spec.data, "image_size": spec.image_size, **spec.config.to_dict()}
         asked = {"model": model, "data": data, "image_size": image_size, **given}
+        if model_kwargs is not None or weights is not None:
+            raise ConfigError("--resume continues the recorded run: --model-kwargs and --weights cannot change it")
         for key, value in asked.items():
             if value is not None and recorded.get(key) != value:
                 raise ConfigError(f"--resume: {key}={value!r} differs from the run's recorded {recorded.get(key)!r} in {out / 'run.json'}")
     else:
         if model is None or data is None:
             raise ConfigError("train needs --model and --data (or --resume with an existing --out)")
-        spec = RunSpec(model, data, image_size, data_root, config=TrainConfig(**given))
+        from slimvision.models.sources import FILE, parse_model_source
+
+        source = model_source(model, model_kwargs, weights)
+        kind, target = parse_model_source(model)
+        # run.json keeps a file builder's absolute path, so --resume works from any directory
+        spec = RunSpec(target if kind == FILE else model, data, image_size, data_root, source.kwargs, TrainConfig(**given), source.weights)
     metrics = train_run(spec, out, resume=resume)
     if json_output:
         print_json(metrics)
@@ -114,22 +126,24 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    model_dir: Path = typer.Argument(..., help="A saved model directory."),
+    model_dir: str = typer.Argument(..., help=f"The model: a saved model directory, or any model source ({MODEL_SOURCE_HELP}) with --data."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the one recorded in meta.json)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     split: str = typer.Option("test", "--split", help="train | val | test."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Override the recorded image size."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Quantized artifacts: runtime to run them on."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON (accuracy in 0..1)."),
 ) -> None:
-    """Top-1/top-5 accuracy of a saved model (fp32 or quantized); preprocessing comes from its record."""
+    """Top-1/top-5 accuracy of a saved model (fp32 or quantized) or any model source; preprocessing comes from its record."""
     from slimvision.measure.evaluate import evaluate_artifact
     from slimvision.quant.run import evaluate_quantized, is_quantized_dir
 
     if is_quantized_dir(model_dir):
         result = evaluate_quantized(model_dir, backend, split)
     else:
-        result = evaluate_artifact(model_dir, data, split, image_size, data_root)
+        result = evaluate_artifact(model_source(model_dir, model_kwargs, weights), data, split, image_size, data_root)
     if json_output:
         print_json(result)
     else:

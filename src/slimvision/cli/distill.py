@@ -7,14 +7,18 @@ from typing import Optional
 
 import typer
 
-from slimvision.cli.app import app, console, print_json
+from slimvision.cli.app import MODEL_SOURCE_HELP, app, console, model_source, print_json
 
 
 @app.command("distill")
 def distill_command(
-    student: str = typer.Option(..., "--student", help="Student: zoo name (trained from scratch) or model directory (e.g. a pruned model)."),
+    student: str = typer.Option(..., "--student", help=f"Student: a model directory (e.g. a pruned model) or any model source ({MODEL_SOURCE_HELP}; trained from its initialization unless --student-weights)."),
     out: Path = typer.Option(..., "--out", help="Directory for the distilled student artifact."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher model directory (not needed for uskd and ema)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher: a model directory or a builder with --teacher-weights (not needed for uskd and ema)."),
+    student_kwargs: Optional[str] = typer.Option(None, "--student-kwargs", help="JSON keyword arguments for the student's builder."),
+    student_weights: Optional[str] = typer.Option(None, "--student-weights", help="Weights file (.pt/.safetensors) for a built student."),
+    teacher_kwargs: Optional[str] = typer.Option(None, "--teacher-kwargs", help="JSON keyword arguments for the teacher's builder."),
+    teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="Weights file (.pt/.safetensors) for a built teacher."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
@@ -34,9 +38,11 @@ def distill_command(
     from slimvision.train import TrainConfig
 
     config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer)
-    default_lr = 0.01 if is_artifact_dir(student) else 0.1
-    train_config = TrainConfig(epochs=epochs, lr=lr or default_lr, seed=seed, warmup_epochs=0 if is_artifact_dir(student) else 1)
-    summary = distill_artifact(teacher, student, config, out, train_config, data, image_size, data_root)
+    trained = is_artifact_dir(student) or student_weights is not None  # fine-tuning trained weights vs training from scratch
+    train_config = TrainConfig(epochs=epochs, lr=lr or (0.01 if trained else 0.1), seed=seed, warmup_epochs=0 if trained else 1)
+    student_source = model_source(student, student_kwargs, student_weights)
+    teacher_source = model_source(teacher, teacher_kwargs, teacher_weights)
+    summary = distill_artifact(teacher_source, student_source, config, out, train_config, data, image_size, data_root)
     if json_output:
         print_json(summary)
     else:

@@ -8,13 +8,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from slimvision.cli.app import app, console, print_json
+from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, model_source, print_json
 
 
 @app.command("prune")
 def prune_command(
-    model: str = typer.Option(..., "--model", help="Model directory or zoo name (a zoo name starts from initialization)."),
+    model: str = typer.Option(..., "--model", help=f"The model: {MODEL_SOURCE_HELP} (a builder starts from its initialization unless --weights)."),
     out: Path = typer.Option(..., "--out", help="Directory for the pruned model artifact."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
@@ -41,7 +43,7 @@ def prune_command(
         global_pruning=global_pruning, iterative_steps=iterative, ignore_layers=tuple(ignore_layers or ()),
         seed=seed, saliency=saliency, sparsity_epochs=sparsity_epochs,
     )
-    summary = prune_artifact(model, config, out, data, image_size, data_root, FinetuneConfig(epochs=finetune_epochs, lr=lr, seed=seed), threads)
+    summary = prune_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root, FinetuneConfig(epochs=finetune_epochs, lr=lr, seed=seed), threads)
     if json_output:
         print_json(summary)
         return

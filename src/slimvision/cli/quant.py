@@ -8,13 +8,16 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from slimvision.cli.app import app, console, err_console, print_json
+from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, err_console, model_source, print_json
+from slimvision.errors import ConfigError
 
 
 @app.command("quantize")
 def quantize_command(
-    model: Path = typer.Option(..., "--model", help="A saved (fp32) model directory."),
+    model: str = typer.Option(..., "--model", help=f"The fp32 model: {MODEL_SOURCE_HELP} (a builder needs --data)."),
     out: Path = typer.Option(..., "--out", help="Directory for the INT8 artifact (model.onnx or model.pt2 + meta.json)."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
@@ -36,7 +39,7 @@ def quantize_command(
         backend=backend, mode=mode, calib_samples=calib_samples, calib_method=calib_method, keep_float=keep_float,
         accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed,
     )
-    summary = quantize_artifact(model, config, out, data, image_size, data_root)
+    summary = quantize_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root)
     if not summary["within_accuracy_limit"]:
         drop = 100 * (summary["accuracy_fp32"] - summary["accuracy_int8"])
         err_console.print(f"[yellow]warning: {summary['backend']} INT8 top-1 is {drop:.1f} points below fp32, more than --accuracy-limit "
@@ -58,16 +61,21 @@ def quantize_command(
 
 @app.command("export")
 def export_command(
-    model: Path = typer.Option(..., "--model", help="A saved model directory."),
+    model: str = typer.Option(..., "--model", help=f"The model: {MODEL_SOURCE_HELP}."),
     out: Path = typer.Option(..., "--out", help="Path of the .onnx file to write."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    input_size: Optional[tuple[int, int, int]] = typer.Option(None, "--input-size", help="C H W (default: the size the model directory records)."),
 ) -> None:
     """Export a model to ONNX (dynamic batch axis), checked against PyTorch outputs."""
-    from slimvision.io import load_artifact
+    from slimvision.io import recorded_input_size, resolve_model
     from slimvision.quant import export_onnx
 
-    artifact = load_artifact(model)
-    spec = artifact.data_spec
-    if spec is None:
-        raise typer.BadParameter("the model records no input size (meta.json has no data)")
-    export_onnx(artifact.model, (spec["in_chans"], spec["image_size"], spec["image_size"]), out)
+    module, _, meta = resolve_model(model_source(model, model_kwargs, weights))
+    size = tuple(input_size) if input_size else recorded_input_size(meta)
+    if size is None:
+        raise ConfigError(f"{model} records no input size: pass --input-size C H W")
+    if min(size) < 1:
+        raise ConfigError(f"--input-size must be positive, got {size}")
+    export_onnx(module, size, out)
     console.print(f"wrote {out}")

@@ -11,8 +11,9 @@ import torch.nn as nn
 
 from slimvision.data import TensorImageDataset, load_splits
 from slimvision.distill.distiller import DistillConfig, Distiller, copy_teacher
-from slimvision.io import load_artifact, resolve_model, save_artifact
+from slimvision.io import resolve_model, save_artifact, source_meta
 from slimvision.measure import accuracy
+from slimvision.models.sources import ModelSource
 from slimvision.train import Trainer, TrainConfig
 
 
@@ -39,17 +40,16 @@ def distill(
 
 
 def distill_artifact(
-    teacher: str | Path | None, student: str, config: DistillConfig, out_dir: str | Path, train_config: TrainConfig,
+    teacher: str | Path | ModelSource | None, student: str | ModelSource, config: DistillConfig, out_dir: str | Path, train_config: TrainConfig,
     data: str | None = None, image_size: int | None = None, data_root: str | None = None,
 ) -> dict[str, Any]:
-    """Distill from the teacher artifact into a student (zoo name or artifact dir, e.g. a pruned model) and save it."""
-    teacher_artifact = load_artifact(teacher) if teacher else None
-    student_model, arch, student_meta = resolve_model(student)
-    recorded = student_meta.get("data") or (teacher_artifact.data_spec if teacher_artifact else None)
+    """Distill from the teacher into a student (each an artifact dir, e.g. a pruned model, or any model source) and save it."""
+    student_meta, teacher_meta = source_meta(student), source_meta(teacher) if teacher else {}
+    recorded = student_meta.get("data") or teacher_meta.get("data")
     train_set, val_set, test_set = load_splits(recorded, data, image_size, data_root)
-    if not student_meta:  # a zoo name: build it for this data
-        student_model, arch, _ = resolve_model(student, num_classes=train_set.spec.num_classes, in_chans=train_set.spec.in_chans)
-    teacher_model = teacher_artifact.model if teacher_artifact else None
+    classes = {"num_classes": train_set.spec.num_classes, "in_chans": train_set.spec.in_chans}  # for sources built here
+    student_model, arch, _ = resolve_model(student, **classes)
+    teacher_model = resolve_model(teacher, **classes)[0] if teacher else None
     accuracy_before = accuracy(student_model, test_set)
     result = distill(student_model, teacher_model, train_set, val_set, config, train_config)
     summary = {

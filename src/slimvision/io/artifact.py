@@ -1,8 +1,11 @@
 """Model artifacts: a directory with `model.safetensors` + `arch.json` + `meta.json`.
 
-`arch.json` is enough to rebuild the module without pickle: the zoo name, its keyword arguments,
-and the layer shapes that differ from the default build (pruned widths). `meta.json` holds the
-data spec, measured metrics with their conditions, versions and the parent artifact.
+`arch.json` is enough to rebuild the module without pickle: the model source (a zoo name, a
+`module:function` or `/abs/file.py:function` builder, `timm:`/`torchvision:` names), its keyword
+arguments, and the layer shapes that differ from the default build (pruned widths). `meta.json`
+holds the data spec, measured metrics with their conditions, versions and the parent artifact.
+Before anything is written, the module is rebuilt from exactly what would be written, so a saved
+directory always reloads.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from slimvision import __version__
-from slimvision.errors import ArtifactError
+from slimvision.errors import ArtifactError, SlimvisionError
 from slimvision.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
-from slimvision.models import create_model
+from slimvision.models.sources import SOURCE_KINDS, ZOO, build_model, check_json_kwargs
 from slimvision.models.surgery import apply_shape_changes, shape_changes
 
 ARCH_FORMAT = "slimvision-arch"
@@ -34,26 +37,35 @@ META_FILE = "meta.json"
 
 @dataclass
 class ArchSpec:
-    """Zoo model name + builder kwargs + layer shapes changed from the default build."""
+    """Model source (kind + target) + builder kwargs + layer shapes changed from the default build.
+
+    `model` is the source's target: a zoo name, `module:function`, `/abs/path/file.py:function`, or a
+    timm / torchvision model name; `source` says which (see `slimvision.models.sources`).
+    """
 
     model: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     shapes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = ZOO
+
+    def build_default(self) -> nn.Module:
+        """A freshly initialised module as its builder makes it (recorded shape changes not applied)."""
+        return build_model(self.source, self.model, self.kwargs)
 
     def build(self) -> nn.Module:
         """A freshly initialised module of this architecture."""
-        module = create_model(self.model, **self.kwargs)
+        module = self.build_default()
         if self.shapes:
             apply_shape_changes(module, self.shapes)
         return module
 
     def with_shapes_of(self, model: nn.Module) -> "ArchSpec":
         """This spec updated with the layer shapes `model` has now (after pruning, say)."""
-        reference = create_model(self.model, **self.kwargs)
-        return ArchSpec(self.model, dict(self.kwargs), shape_changes(reference, model))
+        return ArchSpec(self.model, dict(self.kwargs), shape_changes(self.build_default(), model), self.source)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": ARCH_FORMAT, "version": ARCH_VERSION, "model": self.model, "kwargs": self.kwargs, "shapes": self.shapes}
+        check_json_kwargs(self.kwargs, f"builder kwargs of {self.model}")
+        return {"format": ARCH_FORMAT, "version": ARCH_VERSION, "source": self.source, "model": self.model, "kwargs": self.kwargs, "shapes": self.shapes}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "arch spec") -> "ArchSpec":
@@ -61,7 +73,10 @@ class ArchSpec:
             raise ArtifactError(f"{source}: not a slimvision arch spec (missing format {ARCH_FORMAT!r})")
         if data.get("version") != ARCH_VERSION:
             raise ArtifactError(f"{source}: arch spec version {data.get('version')} is not supported (expected {ARCH_VERSION})")
-        return cls(data["model"], dict(data.get("kwargs", {})), dict(data.get("shapes", {})))
+        kind = data.get("source", ZOO)  # specs written before model sources existed name zoo models
+        if kind not in SOURCE_KINDS:
+            raise ArtifactError(f"{source}: unknown model source {kind!r} (expected one of {', '.join(SOURCE_KINDS)})")
+        return cls(data["model"], dict(data.get("kwargs", {})), dict(data.get("shapes", {})), kind)
 
 
 @dataclass
@@ -87,23 +102,79 @@ def environment_record() -> dict[str, str]:
     }
 
 
-def save_artifact(model: nn.Module, arch: ArchSpec, out_dir: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write the model directory atomically: an existing `out_dir` is replaced only on success."""
+def save_artifact(
+    model: nn.Module, arch: ArchSpec, out_dir: str | Path, meta: dict[str, Any] | None = None, input_size: tuple[int, ...] | None = None
+) -> Path:
+    """Write the model directory atomically: an existing `out_dir` is replaced only on success.
+
+    The module is first rebuilt from the arch spec and weights about to be written (see
+    `check_rebuilds`); `input_size` (C, H, W) defaults to the data recorded in `meta`.
+    """
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
-        write_artifact_files(model, arch, tmp, meta)
+        write_artifact_files(model, arch, tmp, meta, input_size, label=str(out_dir))
     return out_dir
 
 
-def write_artifact_files(model: nn.Module, arch: ArchSpec, out_dir: str | Path, meta: dict[str, Any] | None = None) -> None:
-    """Write the three artifact files into an existing directory, each file atomically."""
+def write_artifact_files(
+    model: nn.Module, arch: ArchSpec, out_dir: str | Path, meta: dict[str, Any] | None = None,
+    input_size: tuple[int, ...] | None = None, label: str | None = None,
+) -> None:
+    """Check that the artifact rebuilds, then write its three files into a directory, each file atomically."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    arch_dict = arch.to_dict()
+    # through JSON and back, so the check sees exactly what load_artifact will (tuples become lists)
+    check_rebuilds(ArchSpec.from_dict(json.loads(json.dumps(arch_dict))), state, input_size or recorded_input_size(meta), label or str(out_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
     full_meta = {"format": "slimvision-artifact", "version": 1, **(meta or {}), "environment": environment_record()}
     save_safetensors_atomic(state, out_dir / WEIGHTS_FILE)
-    atomic_write_json(out_dir / ARCH_FILE, arch.to_dict())
+    atomic_write_json(out_dir / ARCH_FILE, arch_dict)
     atomic_write_json(out_dir / META_FILE, full_meta)
+
+
+def recorded_input_size(meta: dict[str, Any] | None) -> tuple[int, ...] | None:
+    """(C, H, W) of the data spec in `meta`, if it has one."""
+    data = (meta or {}).get("data")
+    if not isinstance(data, dict) or "in_chans" not in data or "image_size" not in data:
+        return None
+    return (int(data["in_chans"]), int(data["image_size"]), int(data["image_size"]))
+
+
+def check_rebuilds(arch: ArchSpec, state: dict[str, torch.Tensor], input_size: tuple[int, ...] | None, label: str) -> None:
+    """Rebuild from `arch`, check every tensor of `state` fits it, and run one forward pass on `input_size`.
+
+    This is what `load_artifact` will do, done before writing: a shape that pruning changed but
+    the arch spec did not record is named here instead of in a directory that no longer reloads.
+    """
+    try:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's random stream as it was
+            rebuilt = arch.build()
+    except SlimvisionError as exc:
+        raise ArtifactError(f"cannot save {label}: its arch spec does not rebuild ({exc})") from None
+    expected = rebuilt.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if unexpected:
+        raise ArtifactError(f"cannot save {label}: the model has tensor {unexpected[0]!r}, which the arch spec does not rebuild "
+                            f"({len(unexpected)} such tensors)")
+    if missing:
+        raise ArtifactError(f"cannot save {label}: the arch spec rebuilds tensor {missing[0]!r}, which the model does not have "
+                            f"({len(missing)} such tensors)")
+    for key, tensor in state.items():
+        if expected[key].shape != tensor.shape:
+            raise ArtifactError(f"cannot save {label}: {key} has shape {tuple(tensor.shape)}, but the arch spec rebuilds it "
+                                f"as {tuple(expected[key].shape)} (a changed shape was not recorded)")
+    rebuilt.load_state_dict(state, strict=True)
+    if input_size is None:
+        return
+    example = torch.randn(1, *input_size, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            rebuilt.eval()(example)
+    except Exception as exc:  # any failure here means the saved directory would not run
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ArtifactError(f"cannot save {label}: the model rebuilt from its arch spec fails on input {tuple(example.shape)} "
+                            f"({type(exc).__name__}: {first})") from None
 
 
 def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -1,4 +1,8 @@
-"""Turn a CLI model argument (zoo name or artifact directory) into a module."""
+"""Turn any model source (artifact directory, zoo name, builder, timm:/torchvision: name) into a module.
+
+This is the one place every verb goes through to get a model: `slimvision.models.sources` parses
+and builds, this module adds artifact directories and user weights (tensors only, never pickle).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,84 @@ from typing import Any
 
 import torch.nn as nn
 
-from slimvision.errors import ArtifactError
-from slimvision.io.artifact import ArchSpec, is_artifact_dir, load_artifact
+from slimvision.errors import ArtifactError, ConfigError
+from slimvision.io.artifact import META_FILE, ArchSpec, is_artifact_dir, load_artifact, load_state_file, load_weights_into, read_json
 from slimvision.models import MODELS
+from slimvision.models.sources import TIMM, TORCHVISION, ZOO, ModelSource, check_json_kwargs, parse_model_source
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+# Data-derived defaults a builder receives when the user did not set them: our zoo and timm take
+# both, torchvision only the class count; user builders get exactly the kwargs the user wrote.
+DATA_DEFAULTS = {ZOO: ("num_classes", "in_chans"), TIMM: ("num_classes", "in_chans"), TORCHVISION: ("num_classes",)}
 
 
-def resolve_model(name_or_dir: str, **create_kwargs: Any) -> tuple[nn.Module, ArchSpec, dict[str, Any]]:
-    """(module, arch spec, meta) for a saved model directory, or a fresh zoo model built with `create_kwargs`."""
-    if is_artifact_dir(name_or_dir):
-        artifact = load_artifact(name_or_dir)
+def resolve_model(source: str | Path | ModelSource, **data_defaults: Any) -> tuple[nn.Module, ArchSpec, dict[str, Any]]:
+    """(module, arch spec, meta) for a model source; `data_defaults` (num_classes, in_chans) fill builder kwargs the user left out.
+
+    An artifact directory gives its saved model and meta; any other source gives a freshly built
+    module (with `source.weights` loaded into it, if given) and an empty meta.
+    """
+    source = source if isinstance(source, ModelSource) else ModelSource(str(source))
+    if is_artifact_dir(source.spec):
+        if source.kwargs or source.weights:
+            raise ConfigError(f"{source.spec} is a saved model directory: --model-kwargs and --weights apply only to a builder")
+        artifact = load_artifact(source.spec)
         return artifact.model, artifact.arch, artifact.meta
-    if name_or_dir in MODELS.names():
-        arch = ArchSpec(name_or_dir, {k: v for k, v in create_kwargs.items() if v is not None})
-        return arch.build(), arch, {}
-    if Path(name_or_dir).exists():
-        raise ArtifactError(f"{name_or_dir}: not a model directory (no arch.json)")
-    raise ArtifactError(f"{name_or_dir!r} is neither a model directory nor a zoo model; known models: {', '.join(MODELS.names())}")
+    arch = source_arch(source, **data_defaults)
+    model = arch.build()
+    if source.weights:
+        load_user_weights(model, source.weights)
+    return model, arch, {}
+
+
+def source_meta(source: str | Path | ModelSource) -> dict[str, Any]:
+    """The recorded meta.json of an artifact-directory source ({} for any other source), without building the model."""
+    spec = source.spec if isinstance(source, ModelSource) else str(source)
+    if not is_artifact_dir(spec):
+        source_arch(source)  # names a bad source before any data is loaded for it
+        return {}
+    if not Path(spec, META_FILE).is_file():
+        return {}
+    return read_json(Path(spec, META_FILE))
+
+
+def source_arch(source: str | ModelSource, **data_defaults: Any) -> ArchSpec:
+    """The arch spec (kind, target, kwargs) a non-directory model source builds from."""
+    source = source if isinstance(source, ModelSource) else ModelSource(str(source))
+    kind, target = parse_model_source(source.spec)
+    if kind == ZOO:
+        _check_zoo_name(source.spec)
+    kwargs = dict(check_json_kwargs(source.kwargs))
+    for key in DATA_DEFAULTS.get(kind, ()):
+        if data_defaults.get(key) is not None:
+            kwargs.setdefault(key, data_defaults[key])
+    return ArchSpec(target, kwargs, source=kind)
+
+
+def load_user_weights(model: nn.Module, weights: str | Path) -> None:
+    """Load a user's .pt/.pth (weights_only) or .safetensors file into `model`, naming mismatched tensors."""
+    path = Path(weights).expanduser()
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ConfigError(f"--weights {path}: expected a {' / '.join(WEIGHT_SUFFIXES)} file of tensors")
+    state = load_state_file(path)
+    if isinstance(state.get("model"), dict):  # training checkpoints often nest the weights under "model"
+        state = state["model"]
+    load_weights_into(model, state, str(path))
+
+
+def _check_zoo_name(name: str) -> None:
+    if name in MODELS.names():
+        return
+    path = Path(name)
+    if path.suffix == ".py":
+        raise ConfigError(f"{name}: name the builder function in the file, e.g. {name}:build")
+    if path.suffix in WEIGHT_SUFFIXES:
+        raise ConfigError(f"{name}: a weights file needs a builder for its architecture, e.g. --model models.py:build --weights {name}")
+    if path.exists():
+        raise ArtifactError(f"{name}: not a model directory (no arch.json)")
+    if "/" in name or "\\" in name:
+        raise ArtifactError(f"model directory not found: {name}")
+    raise ArtifactError(
+        f"{name!r} is neither a model directory nor a zoo model (nor module:function, file.py:function, timm:NAME, torchvision:NAME); "
+        f"known models: {', '.join(MODELS.names())}"
+    )

@@ -1,4 +1,4 @@
-"""`quantize_artifact`: the quantize verb end to end, every number measured in this process.
+"""`quantize` (an nn.Module to INT8) and `quantize_artifact` (the CLI verb around it), every number measured in this process.
 
 For each runtime we time its own fp32 model and its INT8 model (speed-up = same runtime's fp32 /
 INT8) and also PyTorch eager fp32 (speed-up vs eager). OpenVINO's fp32 baseline is pinned to f32
@@ -7,19 +7,21 @@ math; its bf16 mode is reported as a separate row where the CPU supports it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from slimvision.data import TensorImageDataset, load_splits
 from slimvision.errors import ArtifactError, ConfigError
-from slimvision.io import atomic_directory, atomic_write_json, environment_record, load_artifact, read_json
+from slimvision.io import atomic_directory, atomic_write_bytes, atomic_write_json, environment_record, read_json, resolve_model, source_meta
 from slimvision.measure import pinned_threads
+from slimvision.models.sources import ModelSource
 from slimvision.quant.config import QuantConfig
 from slimvision.quant.export import export_onnx
 from slimvision.quant.onnx_int8 import layer_sensitivity, quantize_dynamic_int8, quantize_static_qdq
@@ -71,20 +73,26 @@ def _openvino_capabilities() -> list[str]:
     return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
-def _torchao_rows(model, train, config: QuantConfig, test, reference, input_size, val) -> tuple[Row, Row, Any]:
+def _torchao_convert(model, calibration, images: torch.Tensor, config: QuantConfig):
+    """The torchao INT8 module: PT2E PTQ calibrated on `images`, or QAT fine-tuned on the labelled `calibration` set."""
     from slimvision.quant import torchao_int8
 
-    example = train.images[:32]
-    calib = [train.images[:config.calib_samples][i : i + 32] for i in range(0, min(config.calib_samples, len(train)), 32)]
     if config.mode == "qat":
-        converted = qat_finetune(model, train, val, config)
-    else:
-        converted = torchao_int8.ptq_pt2e(model, example, calib)
+        if not isinstance(calibration, TensorImageDataset):
+            raise ConfigError("QAT fine-tunes the model: pass a labelled dataset (TensorImageDataset) as calibration data")
+        return qat_finetune(model, calibration, None, config)
+    calib = [images[: config.calib_samples][i : i + 32] for i in range(0, min(config.calib_samples, len(images)), 32)]
+    return torchao_int8.ptq_pt2e(model, images[:32], calib)
+
+
+def _torchao_rows(model, converted, example: torch.Tensor, config: QuantConfig, test, reference, input_size) -> tuple[Row, Row]:
+    from slimvision.quant import torchao_int8
+
     compiled_int8 = torchao_int8.compile_frozen(converted, example)
     compiled_fp32 = torchao_int8.compile_frozen(model.eval(), example)
     base = _measure(TorchRuntime(compiled_fp32, "torch.compile (inductor)"), "fp32", test, reference, input_size, config.repeats, None)
     quant = _measure(TorchRuntime(compiled_int8, "torchao pt2e + inductor"), "int8", test, reference, input_size, config.repeats, None)
-    return base, quant, converted
+    return base, quant
 
 
 def qat_finetune(model, train, val, config: QuantConfig):
@@ -107,97 +115,192 @@ def qat_finetune(model, train, val, config: QuantConfig):
     return torchao_int8.convert_qat(prepared)
 
 
-def quantize_artifact(
-    model_dir: str | Path, config: QuantConfig, out_dir: str | Path, data: str | None = None, image_size: int | None = None, data_root: str | None = None
-) -> dict[str, Any]:
-    """Quantize the model in `model_dir` to INT8, measure every runtime involved, and save the INT8 artifact."""
-    artifact = load_artifact(model_dir)
-    train, val, test = load_splits(artifact.data_spec, data, image_size, data_root)
-    if config.calib_samples > len(train):
-        raise ConfigError(f"--calib-samples {config.calib_samples} exceeds the {len(train)} training images")
-    input_size = train.spec.input_size
-    model = artifact.model.eval()
-    calib_images = train.images[: config.calib_samples]
+def calibration_images(data: Any) -> torch.Tensor:
+    """All images of `data`: a (N, C, H, W) tensor, a TensorImageDataset, or an iterable of batches (images or (images, labels))."""
+    if isinstance(data, torch.Tensor):
+        images = data
+    elif isinstance(data, TensorImageDataset):
+        images = data.images
+    else:
+        try:
+            batches = [batch[0] if isinstance(batch, (tuple, list)) else batch for batch in data]
+        except TypeError:
+            raise ConfigError(f"calibration data must be an image tensor, a dataset or an iterable of batches, got {type(data).__name__}") from None
+        if not batches or not all(isinstance(b, torch.Tensor) for b in batches):
+            raise ConfigError("calibration data yielded no image tensors")
+        images = torch.cat(batches)
+    if images.ndim != 4:
+        raise ConfigError(f"calibration images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    return images.float().cpu().contiguous()
+
+
+@dataclasses.dataclass
+class QuantResult:
+    """An INT8 model from `quantize`: QDQ ONNX bytes (onnxruntime / OpenVINO) or a torchao module, and what was measured."""
+
+    backend: str
+    mode: str
+    input_size: tuple[int, ...]
+    summary: dict[str, Any]
+    conditions: dict[str, Any]
+    onnx_int8: bytes | None = None
+    torchao_module: Any = None
+    example: torch.Tensor | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.summary.get("accuracy_int8")
+
+    def runtime(self, threads: int | None = None, backend: str | None = None) -> Runtime:
+        """A runtime that runs the INT8 model: `.run(numpy batch) -> logits` (ONNX files also run on the other ONNX engine)."""
+        if self.torchao_module is not None:
+            from slimvision.quant import torchao_int8
+
+            return TorchRuntime(torchao_int8.compile_frozen(self.torchao_module, self.example), "torchao pt2e + inductor")
+        with tempfile.TemporaryDirectory() as tmp:  # the engines compile the file; it is not needed afterwards
+            path = Path(tmp) / ONNX_FILE
+            path.write_bytes(self.onnx_int8)
+            if (backend or self.backend) == "openvino":
+                return OpenVinoRuntime(path, threads, "f32", "openvino")
+            return OrtRuntime(path, threads, "onnxruntime")
+
+    def save(self, out_dir: str | Path, data_spec: dict[str, Any] | None = None, config: QuantConfig | None = None, parent: str | None = None) -> Path:
+        """Write the INT8 artifact directory (model file + meta.json) atomically."""
+        with atomic_directory(out_dir) as target:
+            if self.torchao_module is not None:
+                exported = torch.export.export(self.torchao_module, (self.example[:2],))
+                torch.export.save(exported, str(target / PT2_FILE))
+                self.summary["size_bytes_int8"] = (target / PT2_FILE).stat().st_size
+            else:
+                atomic_write_bytes(target / ONNX_FILE, self.onnx_int8)
+                self.summary["size_bytes_int8"] = len(self.onnx_int8)
+            atomic_write_json(target / "meta.json", {
+                "format": QUANT_FORMAT, "version": 1, "backend": self.backend, "file": PT2_FILE if self.torchao_module is not None else ONNX_FILE,
+                "input_size": list(self.input_size), "data": data_spec, "metrics": {"accuracy": self.accuracy}, "quantize": self.summary,
+                "config": config.to_dict() if config else None, "conditions": self.conditions, "parent": parent, "environment": environment_record(),
+            })
+        return Path(out_dir)
+
+
+def quantize(
+    model: nn.Module, calibration: Any, config: QuantConfig | None = None,
+    evaluation: TensorImageDataset | None = None, validation: TensorImageDataset | None = None,
+) -> QuantResult:
+    """INT8 version of `model` calibrated on `calibration` (images, dataset or batches); the quantize verb's one code path.
+
+    With `evaluation` (a labelled dataset) every runtime involved is timed and scored against
+    PyTorch eager fp32 in this process, and `backend="auto"` keeps the fastest within the accuracy
+    limit; `validation` is needed to rank layers for `keep_float`. `model` itself is not modified.
+    """
+    config = config or QuantConfig()
+    images = calibration_images(calibration)
+    if config.calib_samples > len(images):
+        raise ConfigError(f"--calib-samples {config.calib_samples} exceeds the {len(images)} calibration images")
+    if config.backend == "auto" and evaluation is None:
+        raise ConfigError("backend 'auto' picks the fastest runtime within the accuracy limit: pass labelled evaluation data")
+    if config.keep_float and validation is None:
+        raise ConfigError("keep_float ranks layers by their accuracy cost: pass labelled validation data")
+    input_size = tuple(images.shape[1:])
+    model = copy.deepcopy(model).cpu().eval()
+    calib_images = images[: config.calib_samples]
     with pinned_threads(config.threads) as threads, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        eager = TorchRuntime(model, "torch eager")
-        reference = runtime_predictions(eager, test.images)
-        eager_row = _measure(eager, "fp32", test, reference, input_size, config.repeats, None)
         fp32_path = export_onnx(model, input_size, tmp / "fp32.onnx")
         backends = ["onnxruntime", "openvino", "torchao"] if config.backend == "auto" else [config.backend]
-        candidates: dict[str, tuple[Row, Row, Path | Any]] = {}
-        extra_rows: list[Row] = []
         int8_onnx = None
         kept_float: list[str] = []
-        if any(b in ("onnxruntime", "openvino") for b in backends):
+        if config.mode != "qat" and any(b in ("onnxruntime", "openvino") for b in backends):
             int8_onnx = tmp / "int8.onnx"
             if config.mode == "dynamic":
                 quantize_dynamic_int8(fp32_path, int8_onnx)
             else:
                 if config.keep_float:
                     def accuracy_of(path: Path) -> float:
-                        return float((runtime_predictions(OrtRuntime(path, config.threads), val.images) == val.labels.numpy()).mean())
+                        return float((runtime_predictions(OrtRuntime(path, config.threads), validation.images) == validation.labels.numpy()).mean())
 
                     ranking = layer_sensitivity(fp32_path, calib_images, accuracy_of, config.calib_method)
                     kept_float = [name for name, _ in ranking[: config.keep_float]]
                 quantize_static_qdq(fp32_path, int8_onnx, calib_images, config.calib_method, exclude=kept_float)
-        for backend in backends:
-            if backend == "torchao":
-                if config.mode == "dynamic":
-                    continue  # dynamic INT8 is an ONNX path here
-                base, quant, converted = _torchao_rows(model, train, config, test, reference, input_size, val)
-                candidates[backend] = (base, quant, converted)
-            elif config.mode != "qat":
-                base, quant, extra = _onnx_rows(backend, fp32_path, int8_onnx, config, test, reference, input_size)
-                candidates[backend] = (base, quant, int8_onnx)
-                extra_rows += extra
-        if not candidates:
+        usable = [b for b in backends if (b == "torchao" and config.mode != "dynamic") or (b != "torchao" and config.mode != "qat")]
+        if not usable:
             raise ConfigError(f"mode {config.mode!r} is not available on backend {config.backend!r}")
-        accuracy_fp32 = eager_row.accuracy
-        acceptable = {b: c for b, c in candidates.items() if accuracy_fp32 - c[1].accuracy <= config.accuracy_limit}
-        pool = acceptable or candidates
-        chosen = min(pool, key=lambda b: pool[b][1].latency_ms["32"])
-        base, quant, payload = candidates[chosen]
-        summary = {
-            "backend": chosen,
-            "mode": config.mode,
-            "accuracy_fp32": accuracy_fp32,
-            "accuracy_int8": quant.accuracy,
-            "agreement_top1": quant.agreement,
-            "latency_ms_fp32": base.latency_ms,
-            "latency_ms_int8": quant.latency_ms,
-            "speedup_bs1": base.latency_ms["1"] / quant.latency_ms["1"],
-            "speedup_bs32": base.latency_ms["32"] / quant.latency_ms["32"],
-            "speedup_vs_torch_eager_bs32": eager_row.latency_ms["32"] / quant.latency_ms["32"],
-            "size_bytes_fp32": fp32_path.stat().st_size,
-            "size_bytes_int8": None,
-            "kept_float": kept_float,
-            "rows": [dataclasses.asdict(r) for r in [eager_row] + [row for c in candidates.values() for row in c[:2]] + extra_rows],
-            "accepted_backends": sorted(acceptable),
-            "within_accuracy_limit": chosen in acceptable,
-        }
-        conditions = {
-            "threads": threads,
-            "latency": f"median of {config.repeats} runs after 5 warm-up, random inputs of {list(input_size)}, batch 1 and 32, same process",
-            "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images)",
-            "speedup": "vs the same runtime's fp32 model (torchao: vs torch.compile fp32); speedup_vs_torch_eager_bs32 vs PyTorch eager fp32",
-            "calibration": f"{config.calib_method} on the first {config.calib_samples} training images",
-            "activations": "uint8 (asymmetric), weights int8 per channel (QDQ)" if chosen != "torchao" else "torchao X86InductorQuantizer default config",
-        }
-        with atomic_directory(out_dir) as target:
-            if chosen == "torchao":
-                exported = torch.export.export(payload, (train.images[:2],))
-                torch.export.save(exported, str(target / PT2_FILE))
-                summary["size_bytes_int8"] = (target / PT2_FILE).stat().st_size
-            else:
-                shutil.copyfile(payload, target / ONNX_FILE)
-                summary["size_bytes_int8"] = (target / ONNX_FILE).stat().st_size
-            atomic_write_json(target / "meta.json", {
-                "format": QUANT_FORMAT, "version": 1, "backend": chosen, "file": PT2_FILE if chosen == "torchao" else ONNX_FILE,
-                "data": train.spec.to_dict(), "metrics": {"accuracy": quant.accuracy}, "quantize": summary,
-                "config": config.to_dict(), "conditions": conditions, "parent": str(model_dir), "environment": environment_record(),
-            })
-    return summary
+        converted = _torchao_convert(model, calibration, images, config) if "torchao" in usable else None
+        summary: dict[str, Any] = {"backend": usable[0], "mode": config.mode, "size_bytes_fp32": fp32_path.stat().st_size, "size_bytes_int8": None, "kept_float": kept_float}
+        conditions: dict[str, Any] = {"threads": threads, "calibration": f"{config.calib_method} on the first {config.calib_samples} calibration images"}
+        if evaluation is not None:
+            summary, conditions = _measure_backends(model, usable, fp32_path, int8_onnx, converted, images[:32], config, evaluation, summary, conditions)
+        chosen = summary["backend"]
+        conditions["activations"] = "uint8 (asymmetric), weights int8 per channel (QDQ)" if chosen != "torchao" else "torchao X86InductorQuantizer default config"
+        return QuantResult(
+            chosen, config.mode, input_size, summary, conditions,
+            onnx_int8=int8_onnx.read_bytes() if chosen != "torchao" else None,
+            torchao_module=converted if chosen == "torchao" else None, example=images[:32],
+        )
+
+
+def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
+    """(summary, conditions) with every backend timed and scored on `test`, and the chosen one named in `summary`."""
+    input_size = tuple(example.shape[1:])
+    eager = TorchRuntime(model, "torch eager")
+    reference = runtime_predictions(eager, test.images)
+    eager_row = _measure(eager, "fp32", test, reference, input_size, config.repeats, None)
+    candidates: dict[str, tuple[Row, Row]] = {}
+    extra_rows: list[Row] = []
+    for backend in backends:
+        if backend == "torchao":
+            candidates[backend] = _torchao_rows(model, converted, example, config, test, reference, input_size)
+        else:
+            base, quant, extra = _onnx_rows(backend, fp32_path, int8_onnx, config, test, reference, input_size)
+            candidates[backend] = (base, quant)
+            extra_rows += extra
+    accuracy_fp32 = eager_row.accuracy
+    acceptable = {b: c for b, c in candidates.items() if accuracy_fp32 - c[1].accuracy <= config.accuracy_limit}
+    pool = acceptable or candidates
+    chosen = min(pool, key=lambda b: pool[b][1].latency_ms["32"])
+    base, quant = candidates[chosen]
+    summary = {
+        **summary,
+        "backend": chosen,
+        "accuracy_fp32": accuracy_fp32,
+        "accuracy_int8": quant.accuracy,
+        "agreement_top1": quant.agreement,
+        "latency_ms_fp32": base.latency_ms,
+        "latency_ms_int8": quant.latency_ms,
+        "speedup_bs1": base.latency_ms["1"] / quant.latency_ms["1"],
+        "speedup_bs32": base.latency_ms["32"] / quant.latency_ms["32"],
+        "speedup_vs_torch_eager_bs32": eager_row.latency_ms["32"] / quant.latency_ms["32"],
+        "rows": [dataclasses.asdict(r) for r in [eager_row] + [row for c in candidates.values() for row in c] + extra_rows],
+        "accepted_backends": sorted(acceptable),
+        "within_accuracy_limit": chosen in acceptable,
+    }
+    conditions = {
+        **conditions,
+        "latency": f"median of {config.repeats} runs after 5 warm-up, random inputs of {list(input_size)}, batch 1 and 32, same process",
+        "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images)",
+        "speedup": "vs the same runtime's fp32 model (torchao: vs torch.compile fp32); speedup_vs_torch_eager_bs32 vs PyTorch eager fp32",
+    }
+    return summary, conditions
+
+
+def quantize_artifact(
+    model_dir: str | Path | ModelSource, config: QuantConfig, out_dir: str | Path, data: str | None = None, image_size: int | None = None, data_root: str | None = None
+) -> dict[str, Any]:
+    """Quantize a model directory (or any model source, given `data`) to INT8, measure every runtime involved, and save the INT8 artifact."""
+    meta = source_meta(model_dir)
+    train, val, test = load_splits(meta.get("data"), data, image_size, data_root)
+    model, _, _ = resolve_model(model_dir, num_classes=train.spec.num_classes, in_chans=train.spec.in_chans)
+    if config.calib_samples > len(train):
+        raise ConfigError(f"--calib-samples {config.calib_samples} exceeds the {len(train)} training images")
+    result = quantize(model, train, config, evaluation=test, validation=val)
+    result.save(out_dir, train.spec.to_dict(), config, str(model_dir))
+    return result.summary
+
+
+def recorded_input_size(meta: dict[str, Any]) -> tuple[int, ...]:
+    """(C, H, W) a quantized artifact takes (artifacts written before `input_size` was recorded have only the data spec)."""
+    if meta.get("input_size"):
+        return tuple(meta["input_size"])
+    return (meta["data"]["in_chans"], meta["data"]["image_size"], meta["data"]["image_size"])
 
 
 def is_quantized_dir(path: str | Path) -> bool:
@@ -219,8 +322,7 @@ def load_quantized_runtime(path: str | Path, backend: str | None = None, threads
         from slimvision.quant import torchao_int8
 
         module = torch.export.load(str(file)).module()
-        spec = meta["data"]
-        example = torch.zeros(32, spec["in_chans"], spec["image_size"], spec["image_size"])
+        example = torch.zeros(32, *recorded_input_size(meta))
         return TorchRuntime(torchao_int8.compile_frozen(module, example), "torchao pt2e + inductor"), meta
     if backend == "onnxruntime":
         return OrtRuntime(file, threads), meta
@@ -233,6 +335,8 @@ def evaluate_quantized(path: str | Path, backend: str | None = None, split: str 
     from slimvision.data import dataset_from_spec
 
     runtime, meta = load_quantized_runtime(path, backend)
+    if not meta.get("data"):
+        raise ConfigError(f"{path} records no dataset (it was quantized from the Python API without one)")
     dataset = dataset_from_spec(meta["data"], split)
     predictions = runtime_predictions(runtime, dataset.images)
     return {
@@ -244,7 +348,7 @@ def evaluate_quantized(path: str | Path, backend: str | None = None, split: str 
 def profile_quantized(path: str | Path, backend: str | None = None, threads: int | None = None, repeats: int = 20) -> dict[str, Any]:
     with pinned_threads(threads) as used:
         runtime, meta = load_quantized_runtime(path, backend, threads)
-        input_size = (meta["data"]["in_chans"], meta["data"]["image_size"], meta["data"]["image_size"])
+        input_size = recorded_input_size(meta)
         latency = runtime_latency_ms(runtime, input_size, repeats=repeats)
     return {
         "model": str(path), "backend": backend or meta["backend"], "input_size": list(input_size), "threads": used,

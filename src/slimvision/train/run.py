@@ -9,9 +9,9 @@ from typing import Any
 
 from slimvision.data import get_dataset
 from slimvision.errors import ConfigError
-from slimvision.io import ArchSpec, atomic_write_json, read_json, write_artifact_files
+from slimvision.io import atomic_write_json, load_user_weights, read_json, source_arch, write_artifact_files
 from slimvision.measure import accuracy, count_macs, count_params
-from slimvision.models import MODELS
+from slimvision.models import MODELS, ModelSource, parse_model_source
 from slimvision.train.checkpoint import checkpoint_dirs
 from slimvision.train.config import TrainConfig
 from slimvision.train.trainer import Trainer, seed_everything
@@ -29,6 +29,7 @@ class RunSpec:
     data_root: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     config: TrainConfig = field(default_factory=TrainConfig)
+    weights: str | None = None  # start from these weights (.pt / .safetensors) instead of the builder's initialization
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "config": self.config.to_dict()}
@@ -45,7 +46,8 @@ def load_run_spec(out_dir: str | Path) -> RunSpec:
 def train_run(spec: RunSpec, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train `spec` into `out_dir` (checkpoints + final artifact); returns the metrics written to meta.json."""
     out_dir = Path(out_dir)
-    if spec.model not in MODELS:
+    source = ModelSource(spec.model, spec.model_kwargs, spec.weights)
+    if parse_model_source(spec.model)[0] == "zoo" and spec.model not in MODELS:
         raise ConfigError(f"unknown model {spec.model!r}; known: {', '.join(MODELS.names())}")
     if not resume and checkpoint_dirs(out_dir):
         raise ConfigError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
@@ -53,9 +55,11 @@ def train_run(spec: RunSpec, out_dir: str | Path, resume: bool = False) -> dict[
     val_set = get_dataset(spec.data, "val", spec.image_size, root=spec.data_root)
     test_set = get_dataset(spec.data, "test", spec.image_size, root=spec.data_root)
     data_spec = train_set.spec
-    arch = ArchSpec(spec.model, {"num_classes": data_spec.num_classes, "in_chans": data_spec.in_chans, **spec.model_kwargs})
+    arch = source_arch(source, num_classes=data_spec.num_classes, in_chans=data_spec.in_chans)
     seed_everything(spec.config.seed)  # the initial weights depend on the seed too
     model = arch.build()
+    if spec.weights:
+        load_user_weights(model, spec.weights)
     count_macs(model, data_spec.input_size)  # fails early, with a clear message, on an input size the model cannot take
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
