@@ -33,7 +33,7 @@ import torch
 
 from slimvision.ckpt.codec import kmeans_1d, pack_bits, pack_mask, unpack_bits, unpack_mask, xor_residual
 from slimvision.ckpt.container import ArchiveWriter, read_records
-from slimvision.ckpt.verify import DTYPES, TensorEntry, numel, parse_checkpoint_record, parse_entry, parse_run_record, tensor_digest
+from slimvision.ckpt.verify import DTYPES, TensorEntry, numel, parse_checkpoint_record, parse_entry, parse_run_record, tensor_digest, tensor_place
 from slimvision.errors import ArtifactError, ConfigError
 from slimvision.io import atomic_directory, atomic_write_bytes, load_state_file, save_safetensors_atomic
 from slimvision.io.paths import guard_output, join_inside
@@ -290,10 +290,19 @@ def decode_entry(entry: dict[str, Any] | TensorEntry, blobs: list[bytes], previo
     return tensor.to(dtype) if dtype == torch.bfloat16 else tensor
 
 
-def seal_entries(entries: list[dict[str, Any]], blobs: list[bytes], previous: dict[str, np.ndarray], source: str) -> None:
-    """Decode freshly encoded entries as a reader will and record each tensor's content digest in its entry."""
-    for entry in entries:
-        entry["sha256"] = tensor_digest(decode_entry(entry, blobs, previous, source))
+class ContentSealer:
+    """Decodes freshly encoded checkpoints as a reader will and records each tensor's content digest in its entry."""
+
+    def __init__(self) -> None:
+        self.previous: dict[str, np.ndarray] = {}  # the reader's running reconstruction
+        self.ordinal = 0
+
+    def seal(self, entries: list[dict[str, Any]], blobs: list[bytes], checkpoint: str, source: str) -> None:
+        """Add `sha256` to every entry of the next checkpoint."""
+        for entry in entries:
+            tensor = decode_entry(entry, blobs, self.previous, source)
+            entry["sha256"] = tensor_digest(tensor, tensor_place(self.ordinal, checkpoint, entry["file"], entry["key"]))
+        self.ordinal += 1
 
 
 # --- public verbs ----------------------------------------------------------------------
@@ -311,7 +320,7 @@ def compress_run(source: str | Path, out_file: str | Path, config: CompressConfi
     checkpoints, run_files = discover(source)
     start = time.perf_counter()
     codec = ExcpCodec(config)
-    verify_previous: dict[str, np.ndarray] = {}  # the reader's reconstruction, for the content digests
+    sealer = ContentSealer()
     writer = ArchiveWriter(out_file)
     raw = zstd = 0
     tensors_report: list[dict[str, Any]] = []
@@ -323,7 +332,7 @@ def compress_run(source: str | Path, out_file: str | Path, config: CompressConfi
                 tensors = {f.name if checkpoint.directory else "state.safetensors": _load_tensors(f) for f in checkpoint.files if f.suffix in STATE_SUFFIXES}
                 json_files = {f.name: f.read_text() for f in checkpoint.files if f.suffix == ".json"}
                 entries, blobs = codec.encode(tensors)
-                seal_entries(entries, blobs, verify_previous, f"{source} {checkpoint.name}")
+                sealer.seal(entries, blobs, checkpoint.name, f"{source} {checkpoint.name}")
                 size = writer.write({"kind": "checkpoint", "name": checkpoint.name, "directory": checkpoint.directory is not None, "source_files": [f.name for f in checkpoint.files], "json": json_files, "tensors": entries}, blobs)
                 raw += sum(f.stat().st_size for f in checkpoint.files if f.suffix in STATE_SUFFIXES)
                 zstd += _zstd_size(checkpoint.files)
@@ -369,7 +378,7 @@ def _iter_checkpoints(archive: str | Path) -> Iterator[tuple[dict[str, Any], dic
             if record.directory is False and entry.file != SINGLE_FILE:
                 raise ArtifactError(f"{source}: a single-file checkpoint holds tensor file {entry.file!r}")
             tensor = decode_entry(entry, blobs, previous, source)
-            if tensor_digest(tensor) != entry.sha256:
+            if tensor_digest(tensor, tensor_place(index, record.name, entry.file, entry.key)) != entry.sha256:
                 raise ArtifactError(f"{source}: tensor {entry.file}/{entry.key!r} does not match its content digest (corrupt or edited archive)")
             tensors[entry.key] = tensor
         found = index + 1

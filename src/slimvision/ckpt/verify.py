@@ -116,9 +116,18 @@ def numel(shape: list[int]) -> int:
     return total
 
 
-def tensor_digest(tensor: torch.Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and bytes: what a restore must reproduce exactly."""
+def tensor_digest(tensor: torch.Tensor, place: str = "") -> str:
+    """sha256 of a tensor's place in the archive (checkpoint, file, key), dtype, shape and bytes: what a restore must reproduce.
+
+    Binding the place into the digest means a record moved, repeated or dropped (with its framing
+    rewritten) no longer matches, even when two checkpoints hold identical tensors.
+    """
     flat = tensor.detach().cpu().contiguous().reshape(-1)
     data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-    head = f"{str(tensor.dtype).replace('torch.', '')}:{list(tensor.shape)}:".encode()
+    head = f"{place}\0{str(tensor.dtype).replace('torch.', '')}\0{list(tensor.shape)}\0".encode()
     return hashlib.sha256(head + data).hexdigest()
+
+
+def tensor_place(ordinal: int, checkpoint: str, file: str, key: str) -> str:
+    """Where a tensor sits in an archive, as bound into its digest."""
+    return f"{ordinal}\0{checkpoint}\0{file}\0{key}"

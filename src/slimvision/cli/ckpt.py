@@ -44,6 +44,7 @@ def restore_command(
     out: Path = typer.Option(..., "--out", help="Directory to write (a run directory that `slimvision train --resume` accepts)."),
     index: Optional[int] = typer.Option(None, "--index", help="Checkpoint to restore, 0-based."),
     last: bool = typer.Option(False, "--last", help="Restore the last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory (never the archive or a directory holding it)."),
 ) -> None:
     """Restore one checkpoint of the chain to a standard checkpoint directory."""
     from slimvision.ckpt import restore
@@ -51,7 +52,7 @@ def restore_command(
 
     if (index is None) == (not last):
         raise ConfigError("give exactly one of --index K or --last")
-    restore(archive, out, None if last else index)
+    restore(archive, out, None if last else index, overwrite=overwrite)
     console.print(f"restored {'the last checkpoint' if last else f'checkpoint {index}'} -> {out}")
 
 
