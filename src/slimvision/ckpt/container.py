@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Iterator
 import zstandard
 
 from slimvision.errors import ArtifactError
+from slimvision.io.atomic import remove_stale_temps, temp_prefix
 
 MAGIC = b"SVCKPT\x00\x00"
 VERSION = 2
@@ -98,7 +99,8 @@ class ArchiveWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        remove_stale_temps(self.path.parent, self.path.name)
+        fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
         self.handle: BinaryIO = os.fdopen(fd, "wb")
         self.handle.write(MAGIC + struct.pack("<HH", VERSION, 0))
         self.count = 0

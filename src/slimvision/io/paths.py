@@ -37,7 +37,9 @@ def _overlaps(a: Path, b: Path) -> bool:
     return a == b or a.is_relative_to(b) or b.is_relative_to(a)
 
 
-def guard_output(out: str | Path, inputs: Iterable[str | Path | None], overwrite: bool = False, option: str = "--out") -> None:
+def guard_output(
+    out: str | Path, inputs: Iterable[str | Path | None], overwrite: bool = False, option: str = "--out", hint: str = "pass --overwrite to replace it"
+) -> None:
     """Refuse an output that is, contains or lies inside an input, and an existing output unless `overwrite`.
 
     Replacing a directory deletes everything below it, so an input inside the output is as much at
@@ -51,4 +53,4 @@ def guard_output(out: str | Path, inputs: Iterable[str | Path | None], overwrite
         if _overlaps(target, source):
             raise ConfigError(f"{option} {out} overlaps the input {item}: writing it would destroy the input; choose another {option}")
     if not overwrite and target.exists() and (target.is_file() or any(target.iterdir())):
-        raise ConfigError(f"{option} {out} already exists; pass --overwrite to replace it or choose another {option}")
+        raise ConfigError(f"{option} {out} already exists; {hint} or choose another {option}")
