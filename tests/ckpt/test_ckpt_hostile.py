@@ -139,6 +139,12 @@ def _edit_state_json(records):
     records[2][0]["json"]["state.json"] = json.dumps({"epoch": 1})
 
 
+def _drop_last_and_recount(records):
+    """The last checkpoint dropped and the declared count lowered to match: --last must still not restore epoch 2."""
+    records.pop()
+    records[0][0]["n_checkpoints"] -= 1
+
+
 @pytest.mark.parametrize(
     "edit,needle",
     [
@@ -146,11 +152,13 @@ def _edit_state_json(records):
         (_edit_raw_blob, "content digest"),
         (_relabel_dtype, "content digest"),
         (lambda r: r.pop(), "records missing"),  # the last checkpoint dropped: --last must not restore epoch 2
-        (lambda r: r.pop(2), "records missing|content digest"),
-        (lambda r: [r[0], r[2], r[1], r[3]], "content digest|residual"),
-        (lambda r: [r[0], r[1], r[1], r[2], r[3]], "content digest|more checkpoints"),
+        (lambda r: r.pop(2), "records missing|digest"),
+        (lambda r: [r[0], r[2], r[1], r[3]], "digest|residual"),
+        (lambda r: [r[0], r[1], r[1], r[2], r[3]], "digest|more checkpoints"),
+        (_edit_state_json, "json files or layout do not match"),
+        (_drop_last_and_recount, "content digest|layout"),
     ],
-    ids=["codebook", "raw-blob", "dtype-relabel", "drop-last", "drop-middle", "reorder", "repeat"],
+    ids=["codebook", "raw-blob", "dtype-relabel", "drop-last", "drop-middle", "reorder", "repeat", "state-json", "drop-last-recount"],
 )
 def test_edited_content_and_lost_records_are_refused_even_with_valid_checksums(run_archive, tmp_path, forge_archive, edit, needle):
     forged = forge_archive(run_archive, tmp_path / "forged.svckpt", edit)

@@ -33,7 +33,7 @@ import torch
 
 from slimvision.ckpt.codec import kmeans_1d, pack_bits, pack_mask, unpack_bits, unpack_mask, xor_residual
 from slimvision.ckpt.container import ArchiveWriter, read_records
-from slimvision.ckpt.verify import DTYPES, TensorEntry, numel, parse_checkpoint_record, parse_entry, parse_run_record, tensor_digest, tensor_place
+from slimvision.ckpt.verify import DTYPES, TensorEntry, numel, parse_checkpoint_record, parse_entry, parse_run_record, tensor_digest, tensor_place, layout_digest
 from slimvision.errors import ArtifactError, ConfigError
 from slimvision.io import atomic_directory, atomic_write_bytes, load_state_file, save_safetensors_atomic
 from slimvision.io.paths import guard_output, join_inside
@@ -293,16 +293,23 @@ def decode_entry(entry: dict[str, Any] | TensorEntry, blobs: list[bytes], previo
 class ContentSealer:
     """Decodes freshly encoded checkpoints as a reader will and records each tensor's content digest in its entry."""
 
-    def __init__(self) -> None:
+    def __init__(self, total: int) -> None:
         self.previous: dict[str, np.ndarray] = {}  # the reader's running reconstruction
         self.ordinal = 0
+        self.total = total  # binding the count into every digest stops a forger from dropping the last records
 
     def seal(self, entries: list[dict[str, Any]], blobs: list[bytes], checkpoint: str, source: str) -> None:
         """Add `sha256` to every entry of the next checkpoint."""
         for entry in entries:
             tensor = decode_entry(entry, blobs, self.previous, source)
-            entry["sha256"] = tensor_digest(tensor, tensor_place(self.ordinal, checkpoint, entry["file"], entry["key"]))
+            entry["sha256"] = tensor_digest(tensor, tensor_place(self.ordinal, self.total, checkpoint, entry["file"], entry["key"]))
         self.ordinal += 1
+
+    def seal_layout(self, header: dict[str, Any]) -> dict[str, Any]:
+        """The record header with `layout_sha256` over the JSON files it restores and its directory flag (see `layout_digest`)."""
+        if header["kind"] == "run":
+            return {**header, "layout_sha256": layout_digest(header["run_files"], -1, self.total, "", None)}
+        return {**header, "layout_sha256": layout_digest(header["json"], self.ordinal - 1, self.total, header["name"], header["directory"])}
 
 
 # --- public verbs ----------------------------------------------------------------------
@@ -320,12 +327,12 @@ def compress_run(source: str | Path, out_file: str | Path, config: CompressConfi
     checkpoints, run_files = discover(source)
     start = time.perf_counter()
     codec = ExcpCodec(config)
-    sealer = ContentSealer()
+    sealer = ContentSealer(len(checkpoints))
     writer = ArchiveWriter(out_file)
     raw = zstd = 0
     tensors_report: list[dict[str, Any]] = []
     try:
-        writer.write({"format": FORMAT, "kind": "run", "config": asdict(config), "run_files": run_files, "n_checkpoints": len(checkpoints)}, [])
+        writer.write(sealer.seal_layout({"format": FORMAT, "kind": "run", "config": asdict(config), "run_files": run_files, "n_checkpoints": len(checkpoints)}), [])
         with progress_bar() as progress:
             task = progress.add_task("compressing checkpoints", total=len(checkpoints))
             for checkpoint in checkpoints:
@@ -333,7 +340,7 @@ def compress_run(source: str | Path, out_file: str | Path, config: CompressConfi
                 json_files = {f.name: f.read_text() for f in checkpoint.files if f.suffix == ".json"}
                 entries, blobs = codec.encode(tensors)
                 sealer.seal(entries, blobs, checkpoint.name, f"{source} {checkpoint.name}")
-                size = writer.write({"kind": "checkpoint", "name": checkpoint.name, "directory": checkpoint.directory is not None, "source_files": [f.name for f in checkpoint.files], "json": json_files, "tensors": entries}, blobs)
+                size = writer.write(sealer.seal_layout({"kind": "checkpoint", "name": checkpoint.name, "directory": checkpoint.directory is not None, "source_files": [f.name for f in checkpoint.files], "json": json_files, "tensors": entries}), blobs)
                 raw += sum(f.stat().st_size for f in checkpoint.files if f.suffix in STATE_SUFFIXES)
                 zstd += _zstd_size(checkpoint.files)
                 tensors_report.append({"checkpoint": checkpoint.name, "compressed_bytes": size, "tensors": entries})
@@ -359,7 +366,10 @@ def _iter_checkpoints(archive: str | Path) -> Iterator[tuple[dict[str, Any], dic
         raise ArtifactError(f"{archive}: empty archive") from None
     if head.get("format") != FORMAT:
         raise ArtifactError(f"{archive}: not an ExCP checkpoint archive")
-    declared = parse_run_record(head, f"{archive} header", RUN_FILES).n_checkpoints
+    run_record = parse_run_record(head, f"{archive} header", RUN_FILES)
+    if head.get("layout_sha256") != layout_digest(run_record.run_files, -1, run_record.n_checkpoints, "", None):
+        raise ArtifactError(f"{archive} header: run files do not match their content digest (corrupt or edited archive)")
+    declared = run_record.n_checkpoints
     previous: dict[str, np.ndarray] = {}
     found = 0
     for index, (header, blobs) in enumerate(records):
@@ -367,6 +377,8 @@ def _iter_checkpoints(archive: str | Path) -> Iterator[tuple[dict[str, Any], dic
         if index >= declared:
             raise ArtifactError(f"{archive}: more checkpoints than the {declared} its header declares")
         record = parse_checkpoint_record(header, source)
+        if header.get("layout_sha256") != layout_digest(record.json_files, index, declared, record.name, record.directory):
+            raise ArtifactError(f"{source}: json files or layout do not match their digest (corrupt or edited archive)")
         files: dict[str, dict[str, torch.Tensor]] = {}
         for position, raw_entry in enumerate(record.tensors):
             entry = parse_entry(raw_entry, f"{source} tensor {position}")
@@ -378,7 +390,7 @@ def _iter_checkpoints(archive: str | Path) -> Iterator[tuple[dict[str, Any], dic
             if record.directory is False and entry.file != SINGLE_FILE:
                 raise ArtifactError(f"{source}: a single-file checkpoint holds tensor file {entry.file!r}")
             tensor = decode_entry(entry, blobs, previous, source)
-            if tensor_digest(tensor, tensor_place(index, record.name, entry.file, entry.key)) != entry.sha256:
+            if tensor_digest(tensor, tensor_place(index, declared, record.name, entry.file, entry.key)) != entry.sha256:
                 raise ArtifactError(f"{source}: tensor {entry.file}/{entry.key!r} does not match its content digest (corrupt or edited archive)")
             tensors[entry.key] = tensor
         found = index + 1

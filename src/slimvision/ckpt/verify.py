@@ -128,6 +128,16 @@ def tensor_digest(tensor: torch.Tensor, place: str = "") -> str:
     return hashlib.sha256(head + data).hexdigest()
 
 
-def tensor_place(ordinal: int, checkpoint: str, file: str, key: str) -> str:
-    """Where a tensor sits in an archive, as bound into its digest."""
-    return f"{ordinal}\0{checkpoint}\0{file}\0{key}"
+def tensor_place(ordinal: int, total: int, checkpoint: str, file: str, key: str) -> str:
+    """Where a tensor sits in an archive (checkpoint `ordinal` of `total`, file, key), as bound into its digest."""
+    return f"{ordinal}/{total}\0{checkpoint}\0{file}\0{key}"
+
+
+def layout_digest(texts: dict[str, str], ordinal: int, total: int, checkpoint: str, directory: bool | None) -> str:
+    """sha256 of what a record lays out besides tensors: its JSON files (names, contents) and directory flag, bound to its place.
+
+    The run-level record uses ordinal -1 and directory None.
+    """
+    place = {"ordinal": ordinal, "total": total, "checkpoint": checkpoint, "directory": directory}
+    body = json.dumps({**place, "files": texts}, sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(body.encode()).hexdigest()
