@@ -7,8 +7,11 @@ SlimvisionError or restore to exactly what the unmutated archive restores:
 - structure: headers, blobs and the record list edited inside decoded records, then re-framed
   with valid zstd frames, crc32s and end count (the record digests are left as they were);
 - forged: the same edits, re-written with a freshly computed record digest chain, as a hostile
-  author who knows the format would; only the per-tensor content digests stand in the way.
-Traversal names (`../..`, absolute paths into a victim directory) are among the header values.
+  author who knows the format would; only the content digests stand in the way;
+- traversal: one name that becomes a path (checkpoint name, JSON file, run file, tensor file) set
+  to `../..`, an absolute path into a victim directory or the like, with every digest recomputed:
+  a perfectly sealed hostile archive that only the name checks can refuse.
+Traversal names are also among the values the structure and forged kinds write into headers.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from slimvision.ckpt.container import END_TAG, MAGIC, RECORD_TAG, VERSION, decod
 from slimvision.errors import SlimvisionError
 
 Record = tuple[dict[str, Any], list[bytes]]
-KINDS = ("bytes", "structure", "forged")
+KINDS = ("bytes", "structure", "forged", "traversal")
 
 
 def split_records(data: bytes) -> list[Record]:
@@ -135,6 +138,50 @@ def _mutate_records(records: list[Record], rng: random.Random, victim: Path) -> 
     return records
 
 
+def _traversal_names(victim: Path) -> list[str]:
+    return [
+        "../../escaped", "../../../escaped", "..", ".", "/", f"{victim}/escaped", f"{victim}", "a/../../escaped", "..\\..\\escaped",
+        "./escaped", "escaped/../../..", "C:escaped", "\x00escaped", ".hidden", "~/escaped",
+    ]
+
+
+def _reseal(records: list[Record]) -> list[Record]:
+    """Recompute every content digest (tensors, JSON files, layout) as the compressor would: a complete forgery."""
+    from slimvision.ckpt.excp import decode_entry
+    from slimvision.ckpt.verify import layout_digest, tensor_digest, tensor_place
+
+    head = records[0][0]
+    total = head.get("n_checkpoints", len(records) - 1)
+    head["layout_sha256"] = layout_digest(head.get("run_files", {}), -1, total, "", None)
+    previous: dict[str, Any] = {}
+    for ordinal, (header, blobs) in enumerate(records[1:]):
+        header["layout_sha256"] = layout_digest(header.get("json", {}), ordinal, total, header.get("name", ""), header.get("directory"))
+        for entry in header.get("tensors", []):
+            try:
+                tensor = decode_entry(entry, blobs, previous, "forgery")
+            except (SlimvisionError, TypeError, KeyError):
+                continue
+            entry["sha256"] = tensor_digest(tensor, tensor_place(ordinal, total, header.get("name", ""), entry.get("file", ""), entry.get("key", "")))
+    return records
+
+
+def _plant_traversal(records: list[Record], rng: random.Random, victim: Path) -> list[Record]:
+    records = [(copy.deepcopy(h), list(b)) for h, b in records]
+    value = f"{rng.choice(_traversal_names(victim))}{rng.choice(['', '.json', '.safetensors', '.pt'])}"
+    header = rng.choice(records[1:])[0]
+    target = rng.choice(["name", "json", "run_files", "file"])
+    if target == "name":
+        header["name"] = value
+    elif target == "json":
+        header["json"][value] = '{"escaped": true}'
+    elif target == "run_files":
+        records[0][0]["run_files"][value] = '{"escaped": true}'
+    else:
+        entry = rng.choice(header["tensors"])
+        entry["file"] = value
+    return _reseal(records)
+
+
 def mutate(data: bytes, kind: str, rng: random.Random, victim: Path) -> bytes:
     """One mutated archive of the given kind (see the module docstring)."""
     if kind == "bytes":
@@ -151,6 +198,8 @@ def mutate(data: bytes, kind: str, rng: random.Random, victim: Path) -> bytes:
         for _ in range(rng.randint(1, 4)):
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         return bytes(raw)
+    if kind == "traversal":
+        return frame(_plant_traversal(split_records(data), rng, victim), rechain=True)
     return frame(_mutate_records(split_records(data), rng, victim), rechain=kind == "forged")
 
 
@@ -170,17 +219,33 @@ def _outside(work: Path, out: Path) -> dict[str, str]:
     return {k: v for k, v in tree_digest(work).items() if k != prefix and not k.startswith(prefix + "/")}
 
 
+def refusal_reason(message: str) -> str:
+    """Which kind of check a refusal message comes from."""
+    for needle, reason in (
+        ("plain file name", "name"), ("is not one of", "name"), ("digest", "digest"), ("records missing", "order/count"),
+        ("more checkpoints", "order/count"), ("position", "order/count"), ("does not follow", "order/count"), ("no checkpoint", "index"),
+        ("field ", "schema"), ("bytes, expected", "blob size"), ("points at blob", "blob size"),
+    ):
+        if needle in message:
+            return reason
+    return "framing/other"
+
+
 @dataclass
 class FuzzTally:
     """Outcomes per mutation kind: refused, restored exactly, restored wrong content, escaped --out, crashed, leftovers."""
 
     counts: dict[str, dict[str, int]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    reasons: dict[str, int] = field(default_factory=dict)  # which check refused: name, schema, digest, order/count, framing
     slowest_s: float = 0.0
     examples: list[str] = field(default_factory=list)
 
     def add(self, kind: str, outcome: str, note: str = "") -> None:
         """Count one restore's outcome (and keep a few examples of bad ones)."""
         self.counts[kind][outcome] = self.counts[kind].get(outcome, 0) + 1
+        if outcome == "refused":
+            reason = refusal_reason(note)
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
         if outcome not in ("refused", "exact") and len(self.examples) < 20:
             self.examples.append(f"{kind}: {outcome}: {note}")
 

@@ -31,8 +31,8 @@ class ArchKwargs(_Open):
 class ArchFile(_Open):
     """The fields of arch.json that loading relies on."""
 
-    format: str
-    version: StrictInt
+    format: Optional[str] = None  # present and equal to "slimvision-arch": checked by ArchSpec.from_dict, with its message
+    version: Optional[StrictInt] = None
     model: str = Field(min_length=1)
     kwargs: ArchKwargs = Field(default_factory=ArchKwargs)
     shapes: dict[str, dict[str, Any]] = Field(default_factory=dict)

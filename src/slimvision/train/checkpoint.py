@@ -135,7 +135,11 @@ def load_checkpoint(
     checkpoint = Path(checkpoint)
     state = read_json(checkpoint / STATE_FILE)
     load_weights_into(model, load_state_file(checkpoint / MODEL_FILE), str(checkpoint / MODEL_FILE))
-    optimizer_from_tensors(optimizer, model, load_state_file(checkpoint / OPTIMIZER_FILE), state["optimizer"])
+    try:
+        optimizer_from_tensors(optimizer, model, load_state_file(checkpoint / OPTIMIZER_FILE), state["optimizer"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a hand-edited or damaged state.json / optimizer file: name the checkpoint instead of a bare KeyError
+        raise ArtifactError(f"{checkpoint / STATE_FILE}: optimizer state does not match the model ({type(exc).__name__}: {str(exc)[:200]})") from None
     if ema is not None and (checkpoint / EMA_FILE).exists():
         load_weights_into(ema, load_state_file(checkpoint / EMA_FILE), str(checkpoint / EMA_FILE))
     return state
