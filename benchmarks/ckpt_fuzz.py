@@ -13,7 +13,6 @@ produce exactly the files the unmutated archive restores. Writes benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from _common import conditions, conditions_markdown, markdown_table, write_results
-from slimvision.ckpt import CompressConfig, compress_run, restore
+from slimvision.ckpt import CompressConfig, compress_run, inspect, restore
 from slimvision.ckpt.fuzz import KINDS, run_fuzz
 from slimvision.train import TrainConfig
 from slimvision.train.run import RunSpec, train_run
@@ -56,7 +55,7 @@ def main() -> None:
         corpus = build_corpus(Path(tmp) / "corpus", args.epochs)
         sizes = {p.name: p.stat().st_size for p in corpus}
         start = time.perf_counter()
-        tally = run_fuzz(corpus, args.cases, args.seed, Path(tmp) / "work", restore)
+        tally = run_fuzz(corpus, args.cases, args.seed, Path(tmp) / "work", restore, inspect=inspect)
         seconds = time.perf_counter() - start
     outcomes = ("refused", "exact", "wrong", "escaped", "crashed", "leftover")
     rows = [[kind, *[str(tally.counts[kind].get(o, 0)) for o in outcomes]] for kind in KINDS]

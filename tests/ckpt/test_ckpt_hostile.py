@@ -1,13 +1,12 @@
 """Hostile archives: names that try to leave --out, edited content, lost or reordered records."""
 
 import json
-import os
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from slimvision.ckpt import CompressConfig, compress_run, restore
+from slimvision.ckpt import CompressConfig, compress_run, inspect, restore
 from slimvision.errors import ArtifactError, ConfigError
 
 
@@ -206,6 +205,12 @@ def test_malformed_fields_name_the_field(run_archive, tmp_path, forge_archive):
     forged = forge_archive(run_archive, tmp_path / "g.svckpt", unknown_dtype)
     with pytest.raises(ArtifactError, match="field 'dtype'"):
         restore(forged, tmp_path / "out", 0)
+
+    def reported_size(records):
+        records[1][0]["tensors"][0]["raw_bytes"] = "many"  # only inspect reads it
+    forged = forge_archive(run_archive, tmp_path / "h.svckpt", reported_size)
+    with pytest.raises(ArtifactError, match="field 'raw_bytes'"):
+        inspect(forged)
 
 
 def test_version_1_archives_are_refused_with_a_clear_message(run_archive, tmp_path):

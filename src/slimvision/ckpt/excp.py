@@ -33,7 +33,9 @@ import torch
 
 from slimvision.ckpt.codec import kmeans_1d, pack_bits, pack_mask, unpack_bits, unpack_mask, xor_residual
 from slimvision.ckpt.container import ArchiveWriter, read_records
-from slimvision.ckpt.verify import DTYPES, TensorEntry, numel, parse_checkpoint_record, parse_entry, parse_run_record, tensor_digest, tensor_place, layout_digest
+from slimvision.ckpt.verify import (
+    DTYPES, TensorEntry, layout_digest, numel, parse_checkpoint_record, parse_entry, parse_run_record, tensor_digest, tensor_place,
+)
 from slimvision.errors import ArtifactError, ConfigError
 from slimvision.io import atomic_directory, atomic_write_bytes, load_state_file, save_safetensors_atomic
 from slimvision.io.paths import guard_output, join_inside

@@ -255,9 +255,10 @@ class FuzzTally:
 
 
 def run_fuzz(
-    corpus: list[Path], cases: int, seed: int, work: Path, restore: Callable[..., Any], kinds: tuple[str, ...] = KINDS
+    corpus: list[Path], cases: int, seed: int, work: Path, restore: Callable[..., Any], kinds: tuple[str, ...] = KINDS,
+    inspect: Callable[[Path], Any] | None = None,
 ) -> FuzzTally:
-    """Mutate the corpus archives `cases` times and judge a last-checkpoint and an indexed restore of each."""
+    """Mutate the corpus archives `cases` times and judge a last-checkpoint and an indexed restore of each (and `inspect`)."""
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     victim = work / "victim"
@@ -282,6 +283,13 @@ def run_fuzz(
         victim.mkdir()
         archive = sandbox / "fuzzed.svckpt"
         archive.write_bytes(mutate(corpus[number].read_bytes(), kind, rng, victim))
+        if inspect is not None:
+            try:
+                json.dumps(inspect(archive))
+            except SlimvisionError:
+                pass
+            except Exception as exc:  # noqa: BLE001
+                tally.add(kind, "crashed", f"inspect: {type(exc).__name__}: {exc}"[:300])
         for index in (None, rng.randrange(sizes[number] + 1)):
             out = sandbox / "a" / "b" / "out"
             before = _outside(work, out)

@@ -44,6 +44,8 @@ class TensorEntry(_Strict):
     count: Optional[int] = Field(default=None, ge=0)
     bits: Optional[int] = Field(default=None, ge=1, le=8)
     sha256: Optional[str] = Field(default=None, pattern=SHA256)
+    raw_bytes: int = Field(ge=0)  # reported by inspect
+    kept: float = Field(default=1.0, ge=0, le=1)
 
 
 class RunRecord(_Strict):

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from slimvision.cli.app import app, console, print_json
-from slimvision.cli.validate import OVERWRITE_HELP, finite_non_negative, finite_positive, fraction
+from slimvision.cli.validate import finite_non_negative, finite_positive, fraction
 from slimvision.errors import ConfigError
 
 
