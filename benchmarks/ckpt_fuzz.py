@@ -65,7 +65,8 @@ def main() -> None:
         "# Fuzzed checkpoint archives",
         "",
         f"{args.cases} mutated archives (seed {args.seed}), {restores} restores (the last checkpoint and one random index per archive, "
-        "one past the end included). Corpus: a small_cnn digits run (AdamW, a checkpoint per epoch, "
+        "one past the end included); every archive is also passed to `ckpt inspect` (an exception other than a SlimvisionError counts "
+        "as crashed). Corpus: a small_cnn digits run (AdamW, a checkpoint per epoch, "
         f"{args.epochs} epochs) compressed lossy and lossless, and plain fp16/bf16/bool/int64 state dicts compressed lossless "
         f"(archive bytes: {', '.join(f'{k} {v:,}' for k, v in sizes.items())}).",
         "",
