@@ -41,7 +41,7 @@ def test_file_source_is_recorded_and_rebuilt_in_a_new_process_elsewhere(models_p
     model, arch, meta = resolve_model(ModelSource("models.py:build", {"num_classes": 3}), num_classes=10)
     assert meta == {} and model[-1].out_features == 3  # user kwargs win; no data defaults are forced on a builder
     assert (arch.source, arch.model, arch.kwargs) == ("file", f"{models_py}:build", {"num_classes": 3})
-    save_artifact(model.eval(), arch, tmp_path / "art", {"data": {"in_chans": 1, "image_size": 8}})
+    save_artifact(model.eval(), arch, tmp_path / "art", {"data": {"name": "synthetic", "num_classes": 10, "in_chans": 1, "image_size": 8, "mean": [0.5], "std": [0.25]}})
     recorded = json.loads((tmp_path / "art" / "arch.json").read_text())
     assert recorded["source"] == "file" and recorded["model"] == f"{models_py}:build"
     elsewhere = tmp_path / "elsewhere"

@@ -59,11 +59,11 @@ def test_a_rebuilt_model_that_fails_its_forward_pass_is_refused(tmp_path):
     arch = ArchSpec("small_cnn", {"in_chans": 1})
     model = arch.build()
     with pytest.raises(ArtifactError, match=r"fails on input \(1, 3, 8, 8\) \(RuntimeError"):
-        save_artifact(model, arch, tmp_path / "m", {"data": {"in_chans": 3, "image_size": 8}})
+        save_artifact(model, arch, tmp_path / "m", {"data": {"name": "synthetic", "num_classes": 10, "in_chans": 3, "image_size": 8, "mean": [0.5], "std": [0.25]}})
     assert not (tmp_path / "m").exists()
     # the recorded input shape is what the check runs: the right one saves, and an explicit one overrides meta
-    save_artifact(model, arch, tmp_path / "m", {"data": {"in_chans": 1, "image_size": 8}})
-    save_artifact(model, arch, tmp_path / "m2", {"data": {"in_chans": 3, "image_size": 8}}, input_size=(1, 8, 8))
+    save_artifact(model, arch, tmp_path / "m", {"data": {"name": "synthetic", "num_classes": 10, "in_chans": 1, "image_size": 8, "mean": [0.5], "std": [0.25]}})
+    save_artifact(model, arch, tmp_path / "m2", {"data": {"name": "synthetic", "num_classes": 10, "in_chans": 3, "image_size": 8, "mean": [0.5], "std": [0.25]}}, input_size=(1, 8, 8))
     assert load_artifact(tmp_path / "m2").model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
 
 
@@ -82,7 +82,7 @@ def test_recorded_shapes_pass_the_check(tmp_path):
     model.features[0] = nn.Conv2d(1, 8, 3, 1, 1, bias=False)
     model.features[1] = nn.BatchNorm2d(8)
     model.features[3] = nn.Conv2d(8, 32, 3, 2, 1, bias=False)
-    save_artifact(model.eval(), arch.with_shapes_of(model), tmp_path / "p", {"data": {"in_chans": 1, "image_size": 8}})
+    save_artifact(model.eval(), arch.with_shapes_of(model), tmp_path / "p", {"data": {"name": "synthetic", "num_classes": 10, "in_chans": 1, "image_size": 8, "mean": [0.5], "std": [0.25]}})
     x = torch.randn(2, 1, 8, 8)
     assert torch.allclose(model(x), load_artifact(tmp_path / "p").model(x))
 
@@ -91,7 +91,7 @@ def test_the_saved_model_keeps_its_training_mode_and_weights(tmp_path):
     arch = ArchSpec("small_cnn", {"in_chans": 1})
     model = arch.build().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    save_artifact(model, arch, tmp_path / "m", {"data": {"in_chans": 1, "image_size": 8}})
+    save_artifact(model, arch, tmp_path / "m", {"data": {"name": "synthetic", "num_classes": 10, "in_chans": 1, "image_size": 8, "mean": [0.5], "std": [0.25]}})
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics untouched by the check
 

@@ -159,7 +159,7 @@ def test_keep_float_excludes_the_most_sensitive_layers(cli, trained, tmp_path):
 def test_quantize_warns_when_no_runtime_meets_the_accuracy_limit(cli, monkeypatch, tmp_path):
     collapsed = {"backend": "openvino", "accuracy_fp32": 0.978, "accuracy_int8": 0.086, "within_accuracy_limit": False}
     monkeypatch.setattr("slimvision.quant.quantize_artifact", lambda *args: collapsed)
-    code, out, err = cli("quantize", "--model", tmp_path, "--backend", "openvino", "--out", tmp_path / "q", "--json")
+    code, out, err = cli("quantize", "--model", tmp_path / "model", "--backend", "openvino", "--out", tmp_path / "q", "--json")
     assert code == 0 and json.loads(out)["accuracy_int8"] == 0.086
     assert "openvino INT8 top-1 is 89.2 points below fp32" in " ".join(err.split())
 

@@ -6,11 +6,18 @@ The end marker is b"END1" | record count (u32). A payload is: header length (u32
 blob bytes; the header says where each blob starts and ends. Every length is checked against the
 bytes that remain before it is trusted, so a corrupt archive fails with a clear error, never a
 huge allocation or a hang.
+
+Version 2 chains the records: each header carries its position (`seq`), the digest of the previous
+header (`previous_digest`) and its own `digest` (sha256 of its canonical JSON), so a dropped,
+repeated, reordered or edited record is refused even when its crc32 was recomputed. The crc32 only
+catches damage to the compressed bytes; the blobs' decoded content is hashed one level up (per
+tensor, in `excp.py`). Version 1 archives (no digests) are refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import struct
@@ -22,9 +29,10 @@ from typing import Any, BinaryIO, Iterator
 import zstandard
 
 from slimvision.errors import ArtifactError
+from slimvision.io.atomic import remove_stale_temps, temp_prefix
 
 MAGIC = b"SVCKPT\x00\x00"
-VERSION = 1
+VERSION = 2
 RECORD_TAG = b"REC1"
 END_TAG = b"END1"
 ZSTD_LEVEL = 19
@@ -42,6 +50,25 @@ def encode_payload(header: dict[str, Any], blobs: list[bytes]) -> bytes:
     return struct.pack("<I", len(raw_header)) + raw_header + b"".join(blobs)
 
 
+def header_digest(header: dict[str, Any]) -> str:
+    """sha256 of a record header's canonical JSON, without its own digest and blob offsets."""
+    body = {k: v for k, v in header.items() if k not in ("digest", "blobs")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()).hexdigest()
+
+
+def _check_chain(header: Any, index: int, previous_digest: str | None, source: str) -> str:
+    """The header's digest after checking its position, its link to the previous record and its own digest."""
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{source}: record header is not a JSON object")
+    if header.get("seq") != index or type(header.get("seq")) is not int:
+        raise ArtifactError(f"{source}: record claims position {header.get('seq')!r} (records missing, repeated or out of order)")
+    if header.get("previous_digest") != previous_digest:
+        raise ArtifactError(f"{source}: record does not follow the previous one (records missing, repeated or out of order)")
+    if header.get("digest") != header_digest(header):
+        raise ArtifactError(f"{source}: record header digest mismatch (edited or corrupt archive)")
+    return header["digest"]
+
+
 def decode_payload(payload: bytes, source: str) -> tuple[dict[str, Any], list[bytes]]:
     if len(payload) < 4:
         raise ArtifactError(f"{source}: record payload is truncated")
@@ -50,12 +77,17 @@ def decode_payload(payload: bytes, source: str) -> tuple[dict[str, Any], list[by
         raise ArtifactError(f"{source}: record header length exceeds the payload")
     try:
         header = json.loads(payload[4 : 4 + header_len])
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ArtifactError(f"{source}: record header is not valid JSON") from None
+    if not isinstance(header, dict) or not isinstance(header.get("blobs", []), list):
+        raise ArtifactError(f"{source}: record header is not a JSON object with a blob list")
     body = memoryview(payload)[4 + header_len :]
     blobs = []
-    for start, length in header.get("blobs", []):
-        if not (isinstance(start, int) and isinstance(length, int)) or start < 0 or length < 0 or start + length > len(body):
+    for span in header.get("blobs", []):
+        if not (isinstance(span, list) and len(span) == 2 and all(type(v) is int for v in span)):
+            raise ArtifactError(f"{source}: malformed blob offsets")
+        start, length = span
+        if start < 0 or length < 0 or start + length > len(body):
             raise ArtifactError(f"{source}: blob outside the record")
         blobs.append(bytes(body[start : start + length]))
     return header, blobs
@@ -67,15 +99,19 @@ class ArchiveWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        remove_stale_temps(self.path.parent, self.path.name)
+        fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
         self.handle: BinaryIO = os.fdopen(fd, "wb")
         self.handle.write(MAGIC + struct.pack("<HH", VERSION, 0))
         self.count = 0
         self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.bytes_written = len(MAGIC) + 4
+        self.previous_digest: str | None = None
 
     def write(self, header: dict[str, Any], blobs: list[bytes]) -> int:
-        """Append one record; returns its compressed size in bytes."""
+        """Append one record (chained to the previous one by digest); returns its compressed size in bytes."""
+        header = json.loads(json.dumps({**header, "seq": self.count, "previous_digest": self.previous_digest}))
+        header["digest"] = self.previous_digest = header_digest(header)
         payload = self.compressor.compress(encode_payload(header, blobs))
         self.handle.write(RECORD_TAG + struct.pack("<Q", len(payload)) + payload + struct.pack("<I", zlib.crc32(payload)))
         self.count += 1
@@ -108,15 +144,20 @@ def read_records(path: str | Path) -> Iterator[tuple[dict[str, Any], list[bytes]
         if len(start) < len(MAGIC) + 4 or start[: len(MAGIC)] != MAGIC:
             raise ArtifactError(f"{path}: not a slimvision checkpoint archive (bad magic)")
         version = struct.unpack_from("<H", start, len(MAGIC))[0]
+        if version == 1:
+            raise ArtifactError(f"{path}: archive version 1 has no content digests and cannot be verified; compress the run again with this version")
         if version != VERSION:
             raise ArtifactError(f"{path}: archive version {version} is not supported (this build reads version {VERSION})")
         index = 0
+        previous_digest = None
         while True:
             tag = handle.read(4)
             if tag == END_TAG:
                 count_bytes = handle.read(4)
                 if len(count_bytes) != 4 or struct.unpack("<I", count_bytes)[0] != index:
                     raise ArtifactError(f"{path}: end marker does not match the {index} records read")
+                if handle.read(1):
+                    raise ArtifactError(f"{path}: unexpected bytes after the end marker")
                 return
             if tag != RECORD_TAG:
                 raise ArtifactError(f"{path}: truncated or corrupt at record {index} (no record tag)")
@@ -134,5 +175,7 @@ def read_records(path: str | Path) -> Iterator[tuple[dict[str, Any], list[bytes]
                 raw = decompressor.decompress(payload, max_output_size=MAX_DECOMPRESSED)
             except zstandard.ZstdError as exc:
                 raise ArtifactError(f"{path}: record {index} does not decompress ({exc})") from None
-            yield decode_payload(raw, f"{path} record {index}")
+            header, blobs = decode_payload(raw, f"{path} record {index}")
+            previous_digest = _check_chain(header, index, previous_digest, f"{path} record {index}")
+            yield header, blobs
             index += 1

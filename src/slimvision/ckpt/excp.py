@@ -22,6 +22,7 @@ Rules used here (per parameter tensor, checkpoint k against the reconstruction o
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,13 +33,19 @@ import torch
 
 from slimvision.ckpt.codec import kmeans_1d, pack_bits, pack_mask, unpack_bits, unpack_mask, xor_residual
 from slimvision.ckpt.container import ArchiveWriter, read_records
+from slimvision.ckpt.verify import (
+    DTYPES, TensorEntry, layout_digest, numel, parse_checkpoint_record, parse_entry, parse_run_record, tensor_digest, tensor_place,
+)
 from slimvision.errors import ArtifactError, ConfigError
 from slimvision.io import atomic_directory, atomic_write_bytes, load_state_file, save_safetensors_atomic
+from slimvision.io.paths import guard_output, join_inside
 from slimvision.progress import progress_bar
 
 FORMAT = "slimvision-excp"
 RUN_FILES = ("run.json", "arch.json", "meta.json")
 STATE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+SINGLE_FILE = "state.safetensors"  # the tensor file of a checkpoint that was one state-dict file
+CHECKPOINT_ROOT = "checkpoints"
 
 
 @dataclass
@@ -230,51 +237,81 @@ class ExcpCodec:
         return entry, [pack_mask(keep), codebook, packed]
 
 
-def decode_entry(entry: dict[str, Any], blobs: list[bytes], previous: dict[str, np.ndarray], source: str) -> torch.Tensor:
-    """Rebuild one tensor, updating `previous` (the running reconstruction)."""
-    slot = f"{entry['file']}::{entry['key']}"
-    try:
-        dtype = getattr(torch, entry["dtype"])
-        shape = [int(s) for s in entry["shape"]]
-        numel = int(np.prod(shape)) if shape else 1
-        encoding = entry["encoding"]
-        start = entry["blob_index"]
-    except (KeyError, AttributeError, TypeError, ValueError):
-        raise ArtifactError(f"{source}: malformed tensor entry") from None
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype if dtype != torch.bfloat16 else np.dtype(np.float32)
-    try:
-        if encoding in ("raw", "xor"):
-            words = np.frombuffer(blobs[start], dtype=f"u{np_dtype.itemsize}")
-            if words.size != numel:
-                raise ArtifactError(f"{source}: {entry['key']} has {words.size} values, expected {numel}")
-            if encoding == "xor":
-                prior = previous.get(slot)
-                if prior is None or prior.size != numel:
-                    raise ArtifactError(f"{source}: {entry['key']} is a residual without its previous checkpoint")
-                words = words ^ prior.reshape(-1).view(words.dtype)
-            array = words.view(np_dtype).reshape(shape).copy()
-        elif encoding in ("weight", "values", "log-values"):
-            count, bits = int(entry["count"]), int(entry["bits"])
-            mask = unpack_mask(blobs[start], numel)
-            if int(mask.sum()) != count or not 1 <= bits <= 8:
-                raise ArtifactError(f"{source}: {entry['key']} mask does not match its count")
-            values = _dequantize(blobs[start + 1], blobs[start + 2], count, bits, encoding == "log-values")
-            if encoding == "weight":
-                prior = previous.get(slot)
-                base = np.zeros(numel, np.float32) if prior is None or prior.size != numel else prior.reshape(-1).copy()
-                base[mask] += values
-                array = base.reshape(shape)
-            else:
-                flat = np.zeros(numel, np.float32)
-                flat[mask] = values
-                array = flat.reshape(shape)
+def _blob(blobs: list[bytes], index: int, expected: int | None, what: str, key: str, source: str) -> bytes:
+    """Blob `index`, refused when it is absent or (when `expected` is given) not exactly `expected` bytes long."""
+    if index >= len(blobs):
+        raise ArtifactError(f"{source}: {key!r} points at blob {index}, the record has {len(blobs)}")
+    if expected is not None and len(blobs[index]) != expected:
+        raise ArtifactError(f"{source}: {key!r} {what} is {len(blobs[index])} bytes, expected {expected}")
+    return blobs[index]
+
+
+def decode_entry(entry: dict[str, Any] | TensorEntry, blobs: list[bytes], previous: dict[str, np.ndarray], source: str) -> torch.Tensor:
+    """Rebuild one tensor, updating `previous` (the running reconstruction); every field and size is checked first."""
+    entry = entry if isinstance(entry, TensorEntry) else parse_entry(entry, source)
+    slot, key, shape = f"{entry.file}::{entry.key}", entry.key, entry.shape
+    dtype = DTYPES[entry.dtype]
+    count_all = numel(shape)
+    # bfloat16 is stored widened to float32 (numpy has no bfloat16)
+    np_dtype = np.dtype(np.float32) if dtype == torch.bfloat16 else torch.empty(0, dtype=dtype).numpy().dtype
+    if entry.encoding in ("raw", "xor"):
+        data = _blob(blobs, entry.blob_index, count_all * np_dtype.itemsize, "data", key, source)
+        words = np.frombuffer(data, dtype=f"u{np_dtype.itemsize}")
+        if entry.encoding == "xor":
+            prior = previous.get(slot)
+            if prior is None or prior.size != count_all or prior.dtype.itemsize != np_dtype.itemsize:
+                raise ArtifactError(f"{source}: {key!r} is a residual without its previous checkpoint")
+            words = words ^ prior.reshape(-1).view(words.dtype)
+        array = words.view(np_dtype).reshape(shape).copy()
+    else:
+        if entry.dtype != "float32" or entry.count is None or entry.bits is None:
+            raise ArtifactError(f"{source}: {key!r} is quantized ({entry.encoding}) but is not float32 with a count and bits")
+        count, bits = entry.count, entry.bits
+        mask = unpack_mask(_blob(blobs, entry.blob_index, (count_all + 7) // 8, "mask", key, source), count_all)
+        codebook = _blob(blobs, entry.blob_index + 1, None, "codebook", key, source)
+        packed = _blob(blobs, entry.blob_index + 2, (count * bits + 7) // 8, "index data", key, source)
+        if int(mask.sum()) != count:
+            raise ArtifactError(f"{source}: {key!r} mask does not match its count")
+        if len(codebook) % 2 or len(codebook) // 2 > 2**bits - 1:
+            raise ArtifactError(f"{source}: {key!r} codebook of {len(codebook)} bytes does not fit {bits} bits")
+        try:
+            values = _dequantize(codebook, packed, count, bits, entry.encoding == "log-values")
+        except ArtifactError as exc:
+            raise ArtifactError(f"{source}: {key!r}: {exc}") from None
+        if entry.encoding == "weight":
+            prior = previous.get(slot)
+            base = np.zeros(count_all, np.float32) if prior is None or prior.size != count_all else prior.reshape(-1).astype(np.float32)
+            base[mask] += values
+            array = base.reshape(shape)
         else:
-            raise ArtifactError(f"{source}: unknown tensor encoding {encoding!r}")
-    except (IndexError, ValueError) as exc:
-        raise ArtifactError(f"{source}: corrupt tensor data for {entry.get('key')} ({exc})") from None
+            flat = np.zeros(count_all, np.float32)
+            flat[mask] = values
+            array = flat.reshape(shape)
     previous[slot] = array
     tensor = torch.from_numpy(array.copy(order="C"))  # ascontiguousarray would turn 0-d into 1-d
     return tensor.to(dtype) if dtype == torch.bfloat16 else tensor
+
+
+class ContentSealer:
+    """Decodes freshly encoded checkpoints as a reader will and records each tensor's content digest in its entry."""
+
+    def __init__(self, total: int) -> None:
+        self.previous: dict[str, np.ndarray] = {}  # the reader's running reconstruction
+        self.ordinal = 0
+        self.total = total  # binding the count into every digest stops a forger from dropping the last records
+
+    def seal(self, entries: list[dict[str, Any]], blobs: list[bytes], checkpoint: str, source: str) -> None:
+        """Add `sha256` to every entry of the next checkpoint."""
+        for entry in entries:
+            tensor = decode_entry(entry, blobs, self.previous, source)
+            entry["sha256"] = tensor_digest(tensor, tensor_place(self.ordinal, self.total, checkpoint, entry["file"], entry["key"]))
+        self.ordinal += 1
+
+    def seal_layout(self, header: dict[str, Any]) -> dict[str, Any]:
+        """The record header with `layout_sha256` over the JSON files it restores and its directory flag (see `layout_digest`)."""
+        if header["kind"] == "run":
+            return {**header, "layout_sha256": layout_digest(header["run_files"], -1, self.total, "", None)}
+        return {**header, "layout_sha256": layout_digest(header["json"], self.ordinal - 1, self.total, header["name"], header["directory"])}
 
 
 # --- public verbs ----------------------------------------------------------------------
@@ -292,18 +329,20 @@ def compress_run(source: str | Path, out_file: str | Path, config: CompressConfi
     checkpoints, run_files = discover(source)
     start = time.perf_counter()
     codec = ExcpCodec(config)
+    sealer = ContentSealer(len(checkpoints))
     writer = ArchiveWriter(out_file)
     raw = zstd = 0
     tensors_report: list[dict[str, Any]] = []
     try:
-        writer.write({"format": FORMAT, "kind": "run", "config": asdict(config), "run_files": run_files, "n_checkpoints": len(checkpoints)}, [])
+        writer.write(sealer.seal_layout({"format": FORMAT, "kind": "run", "config": asdict(config), "run_files": run_files, "n_checkpoints": len(checkpoints)}), [])
         with progress_bar() as progress:
             task = progress.add_task("compressing checkpoints", total=len(checkpoints))
             for checkpoint in checkpoints:
                 tensors = {f.name if checkpoint.directory else "state.safetensors": _load_tensors(f) for f in checkpoint.files if f.suffix in STATE_SUFFIXES}
                 json_files = {f.name: f.read_text() for f in checkpoint.files if f.suffix == ".json"}
                 entries, blobs = codec.encode(tensors)
-                size = writer.write({"kind": "checkpoint", "name": checkpoint.name, "directory": checkpoint.directory is not None, "source_files": [f.name for f in checkpoint.files], "json": json_files, "tensors": entries}, blobs)
+                sealer.seal(entries, blobs, checkpoint.name, f"{source} {checkpoint.name}")
+                size = writer.write(sealer.seal_layout({"kind": "checkpoint", "name": checkpoint.name, "directory": checkpoint.directory is not None, "source_files": [f.name for f in checkpoint.files], "json": json_files, "tensors": entries}), blobs)
                 raw += sum(f.stat().st_size for f in checkpoint.files if f.suffix in STATE_SUFFIXES)
                 zstd += _zstd_size(checkpoint.files)
                 tensors_report.append({"checkpoint": checkpoint.name, "compressed_bytes": size, "tensors": entries})
@@ -316,7 +355,12 @@ def compress_run(source: str | Path, out_file: str | Path, config: CompressConfi
 
 
 def _iter_checkpoints(archive: str | Path) -> Iterator[tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]], dict[str, Any]]]:
-    """Yield (record header, {file: {key: tensor}}, archive header) for every checkpoint, reconstructing the chain."""
+    """Yield (record header, {file: {key: tensor}}, archive header) for every checkpoint, reconstructing the chain.
+
+    Every tensor is checked against its content digest and every header against its schema; the
+    number of checkpoints must match the count the archive header declares, so an archive that lost
+    records fails at its end instead of yielding an earlier checkpoint as the last one.
+    """
     records = read_records(archive)
     try:
         head, _ = next(records)
@@ -324,18 +368,59 @@ def _iter_checkpoints(archive: str | Path) -> Iterator[tuple[dict[str, Any], dic
         raise ArtifactError(f"{archive}: empty archive") from None
     if head.get("format") != FORMAT:
         raise ArtifactError(f"{archive}: not an ExCP checkpoint archive")
+    run_record = parse_run_record(head, f"{archive} header", RUN_FILES)
+    if head.get("layout_sha256") != layout_digest(run_record.run_files, -1, run_record.n_checkpoints, "", None):
+        raise ArtifactError(f"{archive} header: run files do not match their content digest (corrupt or edited archive)")
+    declared = run_record.n_checkpoints
     previous: dict[str, np.ndarray] = {}
+    found = 0
     for index, (header, blobs) in enumerate(records):
         source = f"{archive} checkpoint {index}"
+        if index >= declared:
+            raise ArtifactError(f"{archive}: more checkpoints than the {declared} its header declares")
+        record = parse_checkpoint_record(header, source)
+        if header.get("layout_sha256") != layout_digest(record.json_files, index, declared, record.name, record.directory):
+            raise ArtifactError(f"{source}: json files or layout do not match their digest (corrupt or edited archive)")
         files: dict[str, dict[str, torch.Tensor]] = {}
-        for entry in header.get("tensors", []):
+        for position, raw_entry in enumerate(record.tensors):
+            entry = parse_entry(raw_entry, f"{source} tensor {position}")
+            if entry.sha256 is None:
+                raise ArtifactError(f"{source}: tensor {entry.key!r} has no content digest")
+            tensors = files.setdefault(entry.file, {})
+            if entry.key in tensors or entry.key == "__metadata__":
+                raise ArtifactError(f"{source}: tensor {entry.file}/{entry.key!r} is duplicated or reserved")
+            if record.directory is False and entry.file != SINGLE_FILE:
+                raise ArtifactError(f"{source}: a single-file checkpoint holds tensor file {entry.file!r}")
             tensor = decode_entry(entry, blobs, previous, source)
-            files.setdefault(entry["file"], {})[entry["key"]] = tensor
+            if tensor_digest(tensor, tensor_place(index, declared, record.name, entry.file, entry.key)) != entry.sha256:
+                raise ArtifactError(f"{source}: tensor {entry.file}/{entry.key!r} does not match its content digest (corrupt or edited archive)")
+            tensors[entry.key] = tensor
+        found = index + 1
         yield header, files, head
+    if found != declared:
+        raise ArtifactError(f"{archive}: holds {found} checkpoints but its header declares {declared} (records missing)")
 
 
-def restore(archive: str | Path, out_dir: str | Path, index: int | None = None) -> Path:
-    """Rebuild checkpoint `index` (None = last) as a run directory that `slimvision train --resume` accepts."""
+def _write_state(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A state dict in the format its file name promises: safetensors, or a plain tensor dict for .pt/.pth/.bin."""
+    if path.suffix == ".safetensors":
+        save_safetensors_atomic(tensors, path)
+    else:
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def restore(archive: str | Path, out_dir: str | Path, index: int | None = None, overwrite: bool = False) -> Path:
+    """Rebuild checkpoint `index` (None = last) as a run directory that `slimvision train --resume` accepts.
+
+    Nothing is written until the chosen checkpoint is decoded and verified (all of them for the last);
+    every file lands inside `out_dir`; an existing `out_dir` is replaced only with `overwrite`, and
+    never when it is or contains the archive.
+    """
+    if index is not None and index < 0:
+        raise ConfigError(f"--index must be >= 0, got {index}")
+    guard_output(out_dir, [archive], overwrite)
     chosen = None
     count = 0
     for count, (header, files, head) in enumerate(_iter_checkpoints(archive), start=1):
@@ -347,20 +432,20 @@ def restore(archive: str | Path, out_dir: str | Path, index: int | None = None) 
         raise ArtifactError(f"{archive}: no checkpoint {index} (the archive holds {count})")
     header, files, head = chosen
     with atomic_directory(out_dir) as target:
-        if header.get("directory"):
-            directory = target / "checkpoints" / header["name"]
+        if header["directory"]:
+            directory = join_inside(target, CHECKPOINT_ROOT, header["name"])
             directory.mkdir(parents=True)
             for name, tensors in files.items():
-                save_safetensors_atomic(tensors, directory / name)
-            for name, text in header.get("json", {}).items():
-                atomic_write_bytes(directory / name, text.encode())
-            for name, text in head.get("run_files", {}).items():
-                atomic_write_bytes(target / name, text.encode())
-            if "model.safetensors" in files and "arch.json" in head.get("run_files", {}):
+                _write_state(tensors, join_inside(directory, name))
+            for name, text in header["json"].items():
+                atomic_write_bytes(join_inside(directory, name), text.encode())
+            for name, text in head["run_files"].items():
+                atomic_write_bytes(join_inside(target, name), text.encode())
+            if "model.safetensors" in files and "arch.json" in head["run_files"]:
                 save_safetensors_atomic(files["model.safetensors"], target / "model.safetensors")
         else:
-            for name, tensors in files.items():
-                save_safetensors_atomic(tensors, target / f"{header['name']}.safetensors")
+            for tensors in files.values():
+                save_safetensors_atomic(tensors, join_inside(target, f"{header['name']}.safetensors"))
     return Path(out_dir)
 
 

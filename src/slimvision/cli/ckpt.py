@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from slimvision.cli.app import app, console, print_json
+from slimvision.cli.validate import OVERWRITE_HELP, finite_non_negative
 
 ckpt_app = typer.Typer(help="Compress training checkpoints (ExCP) and restore them to a trainable state.", no_args_is_help=True)
 app.add_typer(ckpt_app, name="ckpt")
@@ -18,16 +19,19 @@ app.add_typer(ckpt_app, name="ckpt")
 def compress_command(
     source: Path = typer.Argument(..., help="A training run directory (with checkpoints/), a checkpoint directory, or a directory of .safetensors/.pt state dicts."),
     out: Path = typer.Option(..., "--out", help="Archive file to write (.svckpt)."),
-    bits: int = typer.Option(4, "--bits", help="Bits per kept value (2^bits - 1 k-means levels plus an exact zero)."),
+    bits: int = typer.Option(4, "--bits", min=1, max=8, help="Bits per kept value (2^bits - 1 k-means levels plus an exact zero)."),
     lossless: bool = typer.Option(False, "--lossless", help="Residual (XOR) + zstd only: restores bit-exactly."),
-    alpha: float = typer.Option(5.0, "--alpha", help="Weight-residual threshold in units of median |residual|."),
-    beta: float = typer.Option(3.0, "--beta", help="Momentum threshold in units of mean |momentum|."),
-    tolerance: float = typer.Option(0.01, "--tolerance", help="Cap on the weight threshold, as a fraction of the tensor's RMS."),
+    alpha: float = typer.Option(5.0, "--alpha", callback=finite_non_negative, help="Weight-residual threshold in units of median |residual|."),
+    beta: float = typer.Option(3.0, "--beta", callback=finite_non_negative, help="Momentum threshold in units of mean |momentum|."),
+    tolerance: float = typer.Option(0.01, "--tolerance", callback=finite_non_negative, help="Cap on the weight threshold, as a fraction of the tensor's RMS."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Compress every checkpoint of a run into one archive (streaming, one checkpoint in memory at a time)."""
     from slimvision.ckpt import CompressConfig, compress_run
+    from slimvision.io.paths import guard_output
 
+    guard_output(out, [source], overwrite)
     result = compress_run(source, out, CompressConfig(bits=bits, lossless=lossless, alpha=alpha, beta=beta, tolerance=tolerance))
     if json_output:
         print_json(result.to_dict())
@@ -44,6 +48,7 @@ def restore_command(
     out: Path = typer.Option(..., "--out", help="Directory to write (a run directory that `slimvision train --resume` accepts)."),
     index: Optional[int] = typer.Option(None, "--index", help="Checkpoint to restore, 0-based."),
     last: bool = typer.Option(False, "--last", help="Restore the last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Restore one checkpoint of the chain to a standard checkpoint directory."""
     from slimvision.ckpt import restore
@@ -51,7 +56,7 @@ def restore_command(
 
     if (index is None) == (not last):
         raise ConfigError("give exactly one of --index K or --last")
-    restore(archive, out, None if last else index)
+    restore(archive, out, None if last else index, overwrite=overwrite)
     console.print(f"restored {'the last checkpoint' if last else f'checkpoint {index}'} -> {out}")
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, model_source, print_json
+from slimvision.cli.validate import finite_non_negative, finite_positive, fraction
 from slimvision.errors import ConfigError
 
 
@@ -32,12 +33,12 @@ def models_command(json_output: bool = typer.Option(False, "--json", help="Print
 def profile_command(
     model: str = typer.Argument(..., help=f"The model: {MODEL_SOURCE_HELP}."),
     input_size: Optional[tuple[int, int, int]] = typer.Option(None, "--input-size", help="C H W (default: the artifact's data, else 3 32 32)."),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes for a zoo model (default 10)."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Classes for a zoo model (default 10)."),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
     weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
-    batch_size: Optional[list[int]] = typer.Option(None, "--batch-size", help="Batch size to time; repeat for several (default 1 and 32)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
-    repeats: int = typer.Option(20, "--repeats", help="Timed runs per batch size (median and p90 reported)."),
+    batch_size: Optional[list[int]] = typer.Option(None, "--batch-size", min=1, help="Batch size to time; repeat for several (default 1 and 32)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's)."),
+    repeats: int = typer.Option(20, "--repeats", min=1, help="Timed runs per batch size (median and p90 reported)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Quantized artifacts: runtime to run them on (onnxruntime, openvino, torchao)."),
     json_output: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
 ) -> None:
@@ -77,20 +78,23 @@ def train_command(
     weights: Optional[str] = typer.Option(None, "--weights", help="Start from these weights (.pt loaded as tensors only, or .safetensors)."),
     data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | imagefolder | synthetic."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size (default 64)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (default) or adamw."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: 0.1 sgd, 1e-3 adamw)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay (default: 5e-4 sgd, 0.05 adamw)."),
-    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="Label smoothing (default 0)."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=finite_positive, help="Peak learning rate (default: 0.1 sgd, 1e-3 adamw)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", callback=finite_non_negative, help="Weight decay (default: 5e-4 sgd, 0.05 adamw)."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", callback=fraction, help="Label smoothing (default 0)."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Keep an EMA of the weights with this decay and save it."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0); same seed, same weights."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every K epochs (default 1)."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Checkpoint every K epochs (default 1)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an existing --out (its previous run and model files are removed)."),
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train a model (zoo or your own builder); checkpoints every K epochs and resumes exactly with --resume."""
+    from slimvision.io.paths import guard_output
+    from slimvision.train.checkpoint import remove_run_files
     from slimvision.train.config import TrainConfig
     from slimvision.train.run import RunSpec, load_run_spec, train_run
 
@@ -117,6 +121,9 @@ def train_command(
         kind, target = parse_model_source(model)
         # run.json keeps a file builder's absolute path, so --resume works from any directory
         spec = RunSpec(target if kind == FILE else model, data, image_size, data_root, source.kwargs, TrainConfig(**given), source.weights)
+        guard_output(out, [data_root, weights], overwrite, hint="pass --resume to continue it or --overwrite to start over")
+        if overwrite:
+            remove_run_files(out)
     metrics = train_run(spec, out, resume=resume)
     if json_output:
         print_json(metrics)
@@ -130,7 +137,7 @@ def eval_command(
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the one recorded in meta.json)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     split: str = typer.Option("test", "--split", help="train | val | test."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Override the recorded image size."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Override the recorded image size."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Quantized artifacts: runtime to run them on."),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
     weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
@@ -155,7 +162,7 @@ def demo_command(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes its models and report."),
     epochs: int = typer.Option(15, "--epochs", help="Training epochs for the digits model."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for training and every latency measurement."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for training and every latency measurement."),
 ) -> None:
     """Train -> prune -> distill -> quantize on the bundled digits data and write a report (a few minutes on 2 cores; resumable)."""
     from slimvision.pipeline.demo import run_demo

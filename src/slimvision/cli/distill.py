@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from slimvision.cli.app import MODEL_SOURCE_HELP, app, console, model_source, print_json
+from slimvision.cli.validate import OVERWRITE_HELP, finite_positive
 
 
 @app.command("distill")
@@ -21,22 +22,25 @@ def distill_command(
     teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="Weights file (.pt/.safetensors) for a built teacher."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image size (default: the recorded one)."),
     loss: str = typer.Option("kd", "--loss", help="none | kd | nkd | uskd | feature | ema."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Softening temperature (default: kd 4, nkd 1)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", callback=finite_positive, help="Softening temperature (default: kd 4, nkd 1)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Loss weight (kd/ema: KD share vs CE, 0.9/0.5; nkd: gamma 1.5; feature: 1.0; uskd: 1.0)."),
     student_layer: Optional[str] = typer.Option(None, "--student-layer", help="feature/uskd: student layer name (e.g. layer3)."),
     teacher_layer: Optional[str] = typer.Option(None, "--teacher-layer", help="feature: teacher layer name."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 0.1 from scratch, 0.01 for a model directory)."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=finite_positive, help="Learning rate (default: 0.1 from scratch, 0.01 for a model directory)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train a student with a distillation loss (KD, NKD, USKD, feature, EMA teacher)."""
     from slimvision.distill import DistillConfig, distill_artifact
     from slimvision.io import is_artifact_dir
+    from slimvision.io.paths import guard_output
     from slimvision.train import TrainConfig
 
+    guard_output(out, [student, teacher, student_weights, teacher_weights, data_root], overwrite)
     config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer)
     trained = is_artifact_dir(student) or student_weights is not None  # fine-tuning trained weights vs training from scratch
     train_config = TrainConfig(epochs=epochs, lr=lr or (0.01 if trained else 0.1), seed=seed, warmup_epochs=0 if trained else 1)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, model_source, print_json
+from slimvision.cli.validate import OVERWRITE_HELP, finite_positive
 
 
 @app.command("prune")
@@ -19,24 +20,28 @@ def prune_command(
     weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image size (default: the recorded one)."),
     method: str = typer.Option("l1", "--method", help="random | l1 | l2 | bn | taylor | chex | precrop."),
     macs_ratio: Optional[float] = typer.Option(None, "--macs-ratio", help="Keep this fraction of the MACs (0.4 = 2.5x fewer)."),
     params_ratio: Optional[float] = typer.Option(None, "--params-ratio", help="Keep this fraction of the parameters."),
     channel_ratio: Optional[float] = typer.Option(None, "--channel-ratio", help="Keep this fraction of every layer's channels."),
     global_pruning: bool = typer.Option(False, "--global/--uniform", help="Rank channels across layers, or the same ratio per layer."),
-    iterative: int = typer.Option(1, "--iterative", help="Reach the budget in N steps, fine-tuning between them."),
-    finetune_epochs: int = typer.Option(0, "--finetune-epochs", help="Fine-tuning epochs after pruning (and per iterative step)."),
-    lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (SGD, cosine)."),
+    iterative: int = typer.Option(1, "--iterative", min=1, help="Reach the budget in N steps, fine-tuning between them."),
+    finetune_epochs: int = typer.Option(0, "--finetune-epochs", min=0, help="Fine-tuning epochs after pruning (and per iterative step)."),
+    lr: float = typer.Option(0.01, "--lr", callback=finite_positive, help="Fine-tuning learning rate (SGD, cosine)."),
     ignore_layers: Optional[list[str]] = typer.Option(None, "--ignore-layers", help="Layer names to keep unpruned (repeatable)."),
     saliency: str = typer.Option("snip", "--saliency", help="precrop: snip or synflow."),
-    sparsity_epochs: int = typer.Option(0, "--sparsity-epochs", help="bn: epochs of L1-on-BN-gamma training before pruning."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the latency measurement."),
+    sparsity_epochs: int = typer.Option(0, "--sparsity-epochs", min=0, help="bn: epochs of L1-on-BN-gamma training before pruning."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for the latency measurement."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     json_output: bool = typer.Option(False, "--json", help="Print the before/after summary as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Remove channels physically to a MACs/params/channel budget, fine-tune, and measure before/after."""
+    from slimvision.io.paths import guard_output
     from slimvision.prune import FinetuneConfig, PruneConfig, prune_artifact
+
+    guard_output(out, [model, weights, data_root], overwrite)
 
     config = PruneConfig(
         method=method, macs_ratio=macs_ratio, params_ratio=params_ratio, channel_ratio=channel_ratio,

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, err_console, model_source, print_json
+from slimvision.cli.validate import OVERWRITE_HELP
 from slimvision.errors import ConfigError
 
 
@@ -20,20 +21,24 @@ def quantize_command(
     weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image size (default: the recorded one)."),
     backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | openvino | torchao | auto (measure all, keep the fastest within --accuracy-limit)."),
     mode: str = typer.Option("static", "--mode", help="static (calibrated PTQ) | dynamic (MatMul/Gemm weights) | qat (torchao)."),
-    calib_samples: int = typer.Option(256, "--calib-samples", help="Training images used for calibration."),
+    calib_samples: int = typer.Option(256, "--calib-samples", min=1, help="Training images used for calibration."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax | percentile | entropy."),
-    keep_float: int = typer.Option(0, "--keep-float", help="Keep the K most sensitive layers in float (measured one by one)."),
+    keep_float: int = typer.Option(0, "--keep-float", min=0, help="Keep the K most sensitive layers in float (measured one by one)."),
     accuracy_limit: float = typer.Option(0.01, "--accuracy-limit", help="Largest accepted top-1 drop (0.01 = 1 point): auto keeps the fastest runtime within it; a run above it warns."),
     qat_epochs: int = typer.Option(3, "--qat-epochs", help="qat: fine-tuning epochs with fake quantization."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for every runtime (pinned)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for every runtime (pinned)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (QAT)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """INT8 post-training quantization (or QAT) with speed-ups measured against fp32 on the same runtime."""
+    from slimvision.io.paths import guard_output
     from slimvision.quant import QuantConfig, quantize_artifact
+
+    guard_output(out, [model, weights, data_root], overwrite)
 
     config = QuantConfig(
         backend=backend, mode=mode, calib_samples=calib_samples, calib_method=calib_method, keep_float=keep_float,

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save
 from slimvision import __version__
 from slimvision.errors import ArtifactError, SlimvisionError
 from slimvision.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
+from slimvision.io.validate import check_dtypes, check_finite, validate_arch, validate_meta
 from slimvision.models.sources import SOURCE_KINDS, ZOO, build_model, check_json_kwargs
 from slimvision.models.surgery import apply_shape_changes, shape_changes
 
@@ -126,8 +127,9 @@ def write_artifact_files(
     arch_dict = arch.to_dict()
     # through JSON and back, so the check sees exactly what load_artifact will (tuples become lists)
     check_rebuilds(ArchSpec.from_dict(json.loads(json.dumps(arch_dict))), state, input_size or recorded_input_size(meta), label or str(out_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
     full_meta = {"format": "slimvision-artifact", "version": 1, **(meta or {}), "environment": environment_record()}
+    validate_meta(json.loads(json.dumps(full_meta)), f"{label or out_dir}: meta.json")  # what load_artifact will check
+    out_dir.mkdir(parents=True, exist_ok=True)
     save_safetensors_atomic(state, out_dir / WEIGHTS_FILE)
     atomic_write_json(out_dir / ARCH_FILE, arch_dict)
     atomic_write_json(out_dir / META_FILE, full_meta)
@@ -187,9 +189,12 @@ def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"missing file: {path}")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:
@@ -214,6 +219,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """load_state_dict(strict) with an error that names the mismatching keys and shapes."""
     own = model.state_dict()
+    check_dtypes(own, state, source)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
@@ -224,15 +230,23 @@ def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: 
     model.load_state_dict(state, strict=True)
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Rebuild and load the model in directory `path`."""
+def load_artifact(path: str | Path, allow_nonfinite: bool | None = None) -> Artifact:
+    """Rebuild and load the model in directory `path` (schema, dtype and NaN/Inf checks: see `slimvision.io.validate`)."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"model directory not found: {path}")
-    arch = ArchSpec.from_dict(read_json(path / ARCH_FILE), str(path / ARCH_FILE))
+    arch_data = read_json(path / ARCH_FILE)
+    validate_arch(arch_data, str(path / ARCH_FILE))
+    arch = ArchSpec.from_dict(arch_data, str(path / ARCH_FILE))
     meta = read_json(path / META_FILE) if (path / META_FILE).exists() else {}
-    model = arch.build()
-    load_weights_into(model, load_state_file(path / WEIGHTS_FILE), str(path / WEIGHTS_FILE))
+    validate_meta(meta, str(path / META_FILE))
+    try:
+        model = arch.build()
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        raise ArtifactError(f"{path / ARCH_FILE}: cannot build {arch.model!r} from it ({type(exc).__name__}: {str(exc)[:200]})") from None
+    state = load_state_file(path / WEIGHTS_FILE)
+    load_weights_into(model, state, str(path / WEIGHTS_FILE))
+    check_finite(state, str(path / WEIGHTS_FILE), allow_nonfinite)
     model.eval()
     return Artifact(model, arch, meta, path)
 

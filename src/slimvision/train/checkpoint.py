@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch.nn as nn
 
 from slimvision.errors import ArtifactError
 from slimvision.io.artifact import load_state_file, load_weights_into, read_json, save_safetensors_atomic
-from slimvision.io.atomic import atomic_directory, atomic_write_json
+from slimvision.io.atomic import atomic_directory, atomic_write_json, remove_stale_temps
 
 CHECKPOINT_DIR = "checkpoints"
 MODEL_FILE = "model.safetensors"
@@ -34,6 +35,17 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _EPOCH_DIR.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+RUN_FILES = ("run.json", "model.safetensors", "arch.json", "meta.json")
+
+
+def remove_run_files(run_dir: str | Path) -> None:
+    """Delete a previous run's checkpoints and files from `run_dir` (for `train --overwrite`); other files stay."""
+    run_dir = Path(run_dir)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -102,8 +114,10 @@ def save_checkpoint(
     loop_state: dict[str, Any],
     ema: nn.Module | None = None,
 ) -> Path:
-    """Write `checkpoints/epoch_NNNN/` atomically and return it."""
+    """Write `checkpoints/epoch_NNNN/` atomically and return it (after removing what killed saves left behind)."""
     target = Path(run_dir) / CHECKPOINT_DIR / f"epoch_{epoch:04d}"
+    remove_stale_temps(Path(run_dir))
+    remove_stale_temps(target.parent)
     opt_tensors, opt_rest = optimizer_to_tensors(optimizer, model)
     with atomic_directory(target) as tmp:
         save_safetensors_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / MODEL_FILE)
@@ -121,7 +135,11 @@ def load_checkpoint(
     checkpoint = Path(checkpoint)
     state = read_json(checkpoint / STATE_FILE)
     load_weights_into(model, load_state_file(checkpoint / MODEL_FILE), str(checkpoint / MODEL_FILE))
-    optimizer_from_tensors(optimizer, model, load_state_file(checkpoint / OPTIMIZER_FILE), state["optimizer"])
+    try:
+        optimizer_from_tensors(optimizer, model, load_state_file(checkpoint / OPTIMIZER_FILE), state["optimizer"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a hand-edited or damaged state.json / optimizer file: name the checkpoint instead of a bare KeyError
+        raise ArtifactError(f"{checkpoint / STATE_FILE}: optimizer state does not match the model ({type(exc).__name__}: {str(exc)[:200]})") from None
     if ema is not None and (checkpoint / EMA_FILE).exists():
         load_weights_into(ema, load_state_file(checkpoint / EMA_FILE), str(checkpoint / EMA_FILE))
     return state
