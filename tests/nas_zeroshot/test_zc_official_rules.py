@@ -161,3 +161,15 @@ def test_naswot_ignores_activations_not_named_relu():
     net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.GELU())
     x = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
     assert PROXIES.get("naswot")(net, (x, torch.zeros(3, dtype=torch.long))) == float("-inf")  # no hooks: K = 0
+
+
+def test_zen_on_cell_archs_is_minus_inf_only_when_the_features_ignore_the_input():
+    from slimvision.nas.spaces.cell import arch_from_string, nas_cell
+
+    images = (torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long))
+    # node 1 is `none` (always zero) and feeds a conv-BN: that BN sees only zeros, the output still depends on x
+    dead_bn = nas_cell(10, 1, arch=arch_from_string("|none~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"))
+    assert math.isfinite(zen_score(dead_bn, images))
+    # every path from the input to the cell output is cut by a `none` edge: the features are constant
+    cut = nas_cell(10, 1, arch=arch_from_string("|none~0|+|nor_conv_1x1~0|none~1|+|none~0|avg_pool_3x3~1|none~2|"))
+    assert zen_score(cut, images) == float("-inf")
