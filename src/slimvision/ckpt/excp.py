@@ -61,13 +61,15 @@ class CompressConfig:
     alpha: float | None = None  # official: f = min(2.5, alpha / sqrt(mean v)); adaptive: threshold in units of median |residual|
     beta: float | None = None  # momentum threshold, in units of mean |momentum|
     tolerance: float = 0.01  # adaptive: cap on the weight threshold, as a fraction of the tensor's RMS
-    base_bits: int = 8  # adaptive: the first checkpoint's weights (official stores them losslessly)
+    base_bits: int | None = None  # bits of the first checkpoint's weights; None = the rule's default (official: lossless, adaptive: 8)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ConfigError(f"unknown ExCP rule {self.rule!r}; use one of {', '.join(RULES)}")
-        if not 1 <= self.bits <= 8 or not 1 <= self.base_bits <= 8:
-            raise ConfigError(f"--bits must be in 1..8, got {self.bits}")
+        if self.rule == "adaptive" and self.base_bits is None:
+            self.base_bits = 8
+        if not 1 <= self.bits <= 8 or not (self.base_bits is None or 1 <= self.base_bits <= 8):
+            raise ConfigError(f"--bits and --base-bits must be in 1..8, got {self.bits} and {self.base_bits}")
         self.alpha = RULE_DEFAULTS[self.rule]["alpha"] if self.alpha is None else float(self.alpha)
         self.beta = RULE_DEFAULTS[self.rule]["beta"] if self.beta is None else float(self.beta)
         if self.alpha < 0 or self.beta < 0:
@@ -242,8 +244,8 @@ class ExcpCodec:
         if official:
             # 1-D tensors follow the rule when the optimizer tracks them (the official code compresses every
             # parameter); in a plain state dict they may be buffers (BN statistics), so they stay exact.
-            # The first checkpoint's weights are the full-precision reference.
-            lossy = lossy and (tensor.ndim > 1 or param in self.tracked) and not (role == "weight" and first)
+            # The first checkpoint's weights are the full-precision reference (unless base_bits is set).
+            lossy = lossy and (tensor.ndim > 1 or param in self.tracked) and not (role == "weight" and first and cfg.base_bits is None)
         else:
             # 1-D tensors (norm scales/shifts, biases) are a sliver of the bytes but steer every activation: keep them exact
             lossy = lossy and tensor.ndim > 1
@@ -259,15 +261,15 @@ class ExcpCodec:
         if role == "weight":
             base = np.zeros_like(flat) if first else previous.reshape(-1)
             residual = flat - base
-            if official:
+            if first:
+                keep = np.ones(flat.size, dtype=bool)
+            elif official:
                 keep, scale = official_weight_mask(residual, v, cfg.alpha)
                 entry["threshold_scale"] = scale  # f of this tensor (informational)
-            elif first:
-                keep = np.ones(flat.size, dtype=bool)
             else:
                 keep = adaptive_weight_mask(residual, flat, v, cfg)
             masks[param or key] = keep
-            bits = cfg.base_bits if first and not official else cfg.bits
+            bits = cfg.base_bits if first else cfg.bits
             codebook, packed, decoded = _quantize(residual[keep], bits, log_space=False)
             restored = base.copy()
             restored[keep] += decoded

@@ -24,12 +24,13 @@ def compress_command(
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight threshold. official: f = min(2.5, alpha/sqrt(mean v)) times median |residual| (default 5e-5); adaptive: units of median |residual| (default 5)."),
     beta: Optional[float] = typer.Option(None, "--beta", help="Momentum threshold in units of mean |momentum| (default: official 2, adaptive 3)."),
     tolerance: float = typer.Option(0.01, "--tolerance", help="adaptive: cap on the weight threshold, as a fraction of the tensor's RMS."),
+    base_bits: Optional[int] = typer.Option(None, "--base-bits", help="Bits for the first checkpoint's weights (default: official exact, adaptive 8)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compress every checkpoint of a run into one archive (streaming, one checkpoint in memory at a time)."""
     from slimvision.ckpt import CompressConfig, compress_run
 
-    result = compress_run(source, out, CompressConfig(rule=rule, bits=bits, lossless=lossless, alpha=alpha, beta=beta, tolerance=tolerance))
+    result = compress_run(source, out, CompressConfig(rule=rule, bits=bits, lossless=lossless, alpha=alpha, beta=beta, tolerance=tolerance, base_bits=base_bits))
     if json_output:
         print_json(result.to_dict())
     else:

@@ -20,8 +20,12 @@ def distill_command(
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
     loss: str = typer.Option("kd", "--loss", help="none | kd | nkd | uskd | feature | ema."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Softening temperature (default: kd 4, nkd 1)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Loss weight (kd/ema: KD share vs CE, 0.9/0.5; nkd: gamma 1.5; feature: 1.0; uskd: 1.0)."),
-    student_layer: Optional[str] = typer.Option(None, "--student-layer", help="feature/uskd: student layer name (e.g. layer3)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Loss weight (kd/ema: KD share vs CE, 0.9/0.5; nkd: gamma 1.5; feature: 1.0; uskd: target-term alpha 1.0)."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="uskd: weight of the Zipf non-target term (default 0.1)."),
+    mu: Optional[float] = typer.Option(None, "--mu", help="uskd: weight of the weak supervision (default 0.005)."),
+    uskd_ranking: str = typer.Option("prob", "--uskd-ranking", help="uskd: prob (paper, first release) | log_prob (current released code)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Published nkd/uskd values: imagenet-cnn | cifar100 (nkd T=3 gamma=3.5; uskd 0.1/0.1/0.1) | vit (nkd T=1 gamma=1)."),
+    student_layer: Optional[str] = typer.Option(None, "--student-layer", help="feature/uskd: student layer name (e.g. layer2; for ViTs the block L/2, whose CLS token feeds the weak head)."),
     teacher_layer: Optional[str] = typer.Option(None, "--teacher-layer", help="feature: teacher layer name."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 0.1 from scratch, 0.01 for a model directory)."),
@@ -33,7 +37,7 @@ def distill_command(
     from slimvision.io import is_artifact_dir
     from slimvision.train import TrainConfig
 
-    config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer)
+    config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer, beta=beta, mu=mu, uskd_ranking=uskd_ranking, preset=preset)
     default_lr = 0.01 if is_artifact_dir(student) else 0.1
     train_config = TrainConfig(epochs=epochs, lr=lr or default_lr, seed=seed, warmup_epochs=0 if is_artifact_dir(student) else 1)
     summary = distill_artifact(teacher, student, config, out, train_config, data, image_size, data_root)
