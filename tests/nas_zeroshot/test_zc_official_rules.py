@@ -173,3 +173,18 @@ def test_zen_on_cell_archs_is_minus_inf_only_when_the_features_ignore_the_input(
     # every path from the input to the cell output is cut by a `none` edge: the features are constant
     cut = nas_cell(10, 1, arch=arch_from_string("|none~0|+|nor_conv_1x1~0|none~1|+|none~0|avg_pool_3x3~1|none~2|"))
     assert zen_score(cut, images) == float("-inf")
+
+
+def test_proxy_options_reach_the_proxy_through_the_evaluator():
+    import random
+
+    from slimvision.nas import SPACES, create_evaluator
+
+    space = SPACES.get("cell")()
+    arch = space.sample(random.Random(1))
+    once = create_evaluator("zen", space, batch_size=8)
+    twice = create_evaluator("zen", space, batch_size=8, proxy_options={"repeat": 2})
+    torch.manual_seed(0)
+    model = space.build(arch, once.num_classes, once.in_chans)
+    assert twice.score(arch) == pytest.approx(zen_score(model, once.batch, repeat=2), rel=1e-12)
+    assert twice.score(arch) != once.score(arch)
