@@ -14,12 +14,11 @@ from slimvision.errors import ConfigError
 
 def test_official_defaults_and_rule_names():
     official = CompressConfig()
-    assert (official.rule, official.alpha, official.beta, official.bits) == ("official", 5e-5, 2.0, 4)
-    adaptive = CompressConfig(rule="adaptive")
-    assert (adaptive.alpha, adaptive.beta) == (5.0, 3.0)
-    assert CompressConfig(rule="official", alpha=1e-3).alpha == 1e-3
+    assert (official.rule, official.alpha, official.beta, official.bits, official.base_bits) == ("official", 5e-5, 2.0, 4, None)
     with pytest.raises(ConfigError, match="rule"):
-        CompressConfig(rule="excp")
+        CompressConfig(rule="adaptive")
+    with pytest.raises(ConfigError, match="base-bits"):
+        CompressConfig(base_bits=9)
 
 
 def test_lower_median_matches_torch_median():
@@ -88,15 +87,14 @@ def test_official_codec_chain_first_reference_lossless_then_joint_shrinking_and_
     assert (v_restored[~expected_m] == 0).all() and (v_restored[expected_m] > 0).all()
 
 
-def test_adaptive_rule_keeps_its_own_behaviour():
+def test_base_bits_quantizes_the_first_checkpoint_instead_of_storing_it_exactly():
     g = torch.Generator().manual_seed(1)
     w0, b0 = torch.randn(8, 8, generator=g), torch.randn(8, generator=g)
-    codec = ExcpCodec(CompressConfig(rule="adaptive"))
+    codec = ExcpCodec(CompressConfig(base_bits=8))
     entries, _ = codec.encode(state(w0, b0, torch.randn(8, 8), torch.rand(8, 8), torch.randn(8), torch.rand(8)))
     by_key = {e["key"]: e for e in entries}
-    assert by_key["w"]["encoding"] == "weight" and by_key["w"]["bits"] == 8  # 8-bit first checkpoint
-    assert by_key["b"]["encoding"] == "raw"  # 1-D tensors exact
-    assert by_key["state/w/exp_avg_sq"]["encoding"] == "log-values"
+    assert by_key["w"]["encoding"] == "weight" and by_key["w"]["bits"] == 8 and by_key["w"]["kept"] == 1.0
+    assert by_key["b"]["encoding"] == "weight" and by_key["b"]["bits"] == 8
 
 
 def lloyd_step(values, codebook):

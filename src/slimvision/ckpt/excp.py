@@ -1,28 +1,23 @@
 """ExCP checkpoint compression (Li et al., ICML 2024): residuals, weight-momentum joint shrinking,
 non-uniform quantization, entropy-coded packing — streamed one checkpoint at a time.
 
-Two pruning rules (per parameter tensor, checkpoint k against the reconstruction of k-1):
-
-`official` (the ExCP code's rule and defaults):
+The rule is the official ExCP code's (`rule="official"`, its defaults), per parameter tensor, checkpoint k
+against the reconstruction of k-1:
 - weight residual r = W_k - W^_{k-1}; keep r_i when |r_i| > f * median|r| with one scalar per tensor
   f = min(2.5, alpha / sqrt(mean(v))), v = Adam's second moment, the lower median (as torch.median),
   alpha = 5e-5. Without v (SGD, EMA weights, plain state dicts) f = 2.5, the cap.
 - first moment m: keep m_i when |m_i| > beta * mean|m| (beta = 2) AND r_i was kept; v is kept exactly
   where m is kept; elsewhere both restore as 0.
-- every optimizer-tracked tensor follows the rule, 1-D ones (biases, norm scales) included; m and v are
-  quantized like the weights (linear k-means). The first checkpoint is the full-precision reference
-  the official code compresses against, so its weights are stored losslessly.
-
-`adaptive` (this project's earlier rule, kept for comparison; see docs/ckpt.md and benchmarks/results/ckpt.md):
-- keep r_i when |r_i| > alpha * median|r| * s_i, s_i = clip(sqrt(median(v) / v_i), 0.1, 10) per element,
-  the threshold capped at tolerance * RMS(W_k); alpha = 5; momentum threshold beta = 3 (mean units);
-  v clustered in log space; the first checkpoint's weights quantized with `base_bits` (8); 1-D tensors lossless.
-
-Both: kept values get a per-tensor 1-D k-means (run to convergence) with 2^bits - 1 levels, fp16
-codebook, plus the exact zero of the mask. Integer tensors and non-parameter float buffers (BN
-statistics) are stored losslessly (XOR residual + zstd). `lossless=True` stores every tensor that way
-and restores bit-exactly. Residuals are taken against the previous *reconstruction* (the official code
-diffs two original checkpoints), so quantization errors do not pile up along a chain.
+- every optimizer-tracked tensor follows the rule, 1-D ones (biases, norm scales) included; kept values
+  of r, m and v get a per-tensor 1-D k-means (run to convergence) with 2^bits - 1 levels, fp16 codebook,
+  plus the exact zero of the mask.
+- the first checkpoint is the full-precision reference the official code compresses against, so its
+  weights are stored losslessly; `base_bits` quantizes them instead (a deviation that buys ratio).
+Integer tensors and non-parameter float buffers (BN statistics) are stored losslessly (XOR residual +
+zstd). `lossless=True` stores every tensor that way and restores bit-exactly. Residuals are taken against
+the previous *reconstruction* (the official code diffs two original checkpoints), so quantization errors
+do not pile up along a chain. The project's earlier rule (per-element v scaling, an RMS cap) was measured
+against this one and dropped: benchmarks/results/ckpt.md.
 """
 
 from __future__ import annotations
@@ -46,32 +41,27 @@ RUN_FILES = ("run.json", "arch.json", "meta.json")
 STATE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
-RULES = ("official", "adaptive")
-RULE_DEFAULTS = {"official": {"alpha": 5e-5, "beta": 2.0}, "adaptive": {"alpha": 5.0, "beta": 3.0}}
+RULES = ("official",)
+OFFICIAL_ALPHA, OFFICIAL_BETA = 5e-5, 2.0
 OFFICIAL_SCALE_CAP = 2.5  # f = min(2.5, alpha / sqrt(mean v))
 
 
 @dataclass
 class CompressConfig:
-    """Pruning rule and its thresholds; alpha/beta None = the rule's defaults (official 5e-5 / 2, adaptive 5 / 3)."""
+    """Pruning rule, thresholds and bit widths (defaults: the official ExCP code's)."""
 
     rule: str = "official"
     bits: int = 4
     lossless: bool = False
-    alpha: float | None = None  # official: f = min(2.5, alpha / sqrt(mean v)); adaptive: threshold in units of median |residual|
-    beta: float | None = None  # momentum threshold, in units of mean |momentum|
-    tolerance: float = 0.01  # adaptive: cap on the weight threshold, as a fraction of the tensor's RMS
-    base_bits: int | None = None  # bits of the first checkpoint's weights; None = the rule's default (official: lossless, adaptive: 8)
+    alpha: float = OFFICIAL_ALPHA  # weight threshold: f = min(2.5, alpha / sqrt(mean v)) times the lower median |residual|
+    beta: float = OFFICIAL_BETA  # momentum threshold, in units of mean |momentum|
+    base_bits: int | None = None  # bits of the first checkpoint's weights; None = lossless (the official reference)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ConfigError(f"unknown ExCP rule {self.rule!r}; use one of {', '.join(RULES)}")
-        if self.rule == "adaptive" and self.base_bits is None:
-            self.base_bits = 8
         if not 1 <= self.bits <= 8 or not (self.base_bits is None or 1 <= self.base_bits <= 8):
             raise ConfigError(f"--bits and --base-bits must be in 1..8, got {self.bits} and {self.base_bits}")
-        self.alpha = RULE_DEFAULTS[self.rule]["alpha"] if self.alpha is None else float(self.alpha)
-        self.beta = RULE_DEFAULTS[self.rule]["beta"] if self.beta is None else float(self.beta)
         if self.alpha < 0 or self.beta < 0:
             raise ConfigError("alpha and beta must be >= 0")
 
@@ -94,20 +84,8 @@ def official_weight_mask(residual: np.ndarray, second_moment: np.ndarray | None,
     return magnitude > scale * lower_median(magnitude), scale
 
 
-def adaptive_weight_mask(residual: np.ndarray, weights: np.ndarray, second_moment: np.ndarray | None, config: "CompressConfig") -> np.ndarray:
-    """Keep mask of the adaptive rule: per-element v scaling of alpha * median|r|, capped at tolerance * RMS(W)."""
-    scale = np.ones_like(residual)
-    if second_moment is not None:
-        v = second_moment.astype(np.float64)
-        scale = np.clip(np.sqrt(np.median(v) / np.maximum(v, 1e-30)), 0.1, 10.0).astype(np.float32)
-    # the median rule alone is scale-free: once drift dominates the residual it never gets
-    # corrected, so the threshold is also capped at a fraction of the weights' RMS
-    threshold = np.minimum(config.alpha * np.median(np.abs(residual)) * scale, config.tolerance * np.sqrt(np.mean(weights**2)))
-    return np.abs(residual) > threshold
-
-
 def momentum_mask(momentum: np.ndarray, weight_kept: np.ndarray, beta: float) -> np.ndarray:
-    """Both rules: keep m_i when |m_i| > beta * mean|m| and the weight residual at i was kept."""
+    """Keep m_i when |m_i| > beta * mean|m| and the weight residual at i was kept."""
     magnitude = np.abs(momentum)
     return (magnitude > beta * magnitude.mean()) & weight_kept
 
@@ -171,14 +149,11 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
 
 # --- per-tensor encoding ---------------------------------------------------------------
 
-def _quantize(values: np.ndarray, bits: int, log_space: bool) -> tuple[bytes, bytes, np.ndarray]:
+def _quantize(values: np.ndarray, bits: int) -> tuple[bytes, bytes, np.ndarray]:
     """(fp16 codebook bytes, packed indices, dequantized values)."""
-    data = np.log(np.maximum(values, 1e-38)) if log_space else values
-    codebook, index = kmeans_1d(data, 2**bits - 1)
+    codebook, index = kmeans_1d(values, 2**bits - 1)
     codebook16 = codebook.astype(np.float16)
     decoded = codebook16.astype(np.float32)[index] if index.size else np.zeros(0, np.float32)
-    if log_space:
-        decoded = np.exp(decoded.astype(np.float64)).astype(np.float32)
     return codebook16.tobytes(), pack_bits(index, bits), decoded
 
 
@@ -234,21 +209,18 @@ class ExcpCodec:
 
     def _encode_tensor(self, file, key, tensor, role, param, second, masks):
         cfg = self.config
-        official = cfg.rule == "official"
         slot = f"{file}::{key}"
         array = tensor.numpy() if tensor.dtype != torch.bfloat16 else tensor.float().numpy()
         entry = {"file": file, "key": key, "dtype": str(tensor.dtype).replace("torch.", ""), "shape": list(tensor.shape), "raw_bytes": tensor.numel() * tensor.element_size()}
         previous = self.previous.get(slot)
         first = previous is None or previous.shape != array.shape
-        lossy = not cfg.lossless and tensor.dtype == torch.float32 and role != "lossless"
-        if official:
-            # 1-D tensors follow the rule when the optimizer tracks them (the official code compresses every
-            # parameter); in a plain state dict they may be buffers (BN statistics), so they stay exact.
-            # The first checkpoint's weights are the full-precision reference (unless base_bits is set).
-            lossy = lossy and (tensor.ndim > 1 or param in self.tracked) and not (role == "weight" and first and cfg.base_bits is None)
-        else:
-            # 1-D tensors (norm scales/shifts, biases) are a sliver of the bytes but steer every activation: keep them exact
-            lossy = lossy and tensor.ndim > 1
+        # 1-D tensors follow the rule when the optimizer tracks them (the official code compresses every
+        # parameter); in a plain state dict they may be buffers (BN statistics), so they stay exact.
+        # The first checkpoint's weights are the full-precision reference (unless base_bits is set).
+        lossy = (
+            not cfg.lossless and tensor.dtype == torch.float32 and role != "lossless"
+            and (tensor.ndim > 1 or param in self.tracked) and not (role == "weight" and first and cfg.base_bits is None)
+        )
         if not lossy:
             same = previous is not None and previous.shape == array.shape and previous.dtype == array.dtype
             blob = xor_residual(np.ascontiguousarray(array), previous if same else None).tobytes()
@@ -263,14 +235,12 @@ class ExcpCodec:
             residual = flat - base
             if first:
                 keep = np.ones(flat.size, dtype=bool)
-            elif official:
+            else:
                 keep, scale = official_weight_mask(residual, v, cfg.alpha)
                 entry["threshold_scale"] = scale  # f of this tensor (informational)
-            else:
-                keep = adaptive_weight_mask(residual, flat, v, cfg)
             masks[param or key] = keep
             bits = cfg.base_bits if first else cfg.bits
-            codebook, packed, decoded = _quantize(residual[keep], bits, log_space=False)
+            codebook, packed, decoded = _quantize(residual[keep], bits)
             restored = base.copy()
             restored[keep] += decoded
             encoding = "weight"
@@ -281,11 +251,10 @@ class ExcpCodec:
                 masks[f"momentum::{param}"] = keep
             else:
                 keep = masks.get(f"momentum::{param}", weight_kept)
-            log_space = role == "second_moment" and not official
-            codebook, packed, decoded = _quantize(flat[keep], cfg.bits, log_space=log_space)
+            codebook, packed, decoded = _quantize(flat[keep], cfg.bits)
             restored = np.zeros_like(flat)
             restored[keep] = decoded
-            encoding = "log-values" if log_space else "values"
+            encoding = "values"
             bits = cfg.bits
         self.previous[slot] = restored.reshape(array.shape)
         entry.update(encoding=encoding, kept=float(keep.mean()), count=int(keep.sum()), bits=bits)

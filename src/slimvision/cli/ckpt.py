@@ -18,19 +18,18 @@ app.add_typer(ckpt_app, name="ckpt")
 def compress_command(
     source: Path = typer.Argument(..., help="A training run directory (with checkpoints/), a checkpoint directory, or a directory of .safetensors/.pt state dicts."),
     out: Path = typer.Option(..., "--out", help="Archive file to write (.svckpt)."),
-    rule: str = typer.Option("official", "--rule", help="Pruning rule: official (the ExCP code's rule and defaults) | adaptive (per-element v scaling, RMS cap)."),
+    rule: str = typer.Option("official", "--rule", help="Pruning rule: official (the ExCP code's rule and defaults)."),
     bits: int = typer.Option(4, "--bits", help="Bits per kept value (2^bits - 1 k-means levels plus an exact zero)."),
     lossless: bool = typer.Option(False, "--lossless", help="Residual (XOR) + zstd only: restores bit-exactly."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight threshold. official: f = min(2.5, alpha/sqrt(mean v)) times median |residual| (default 5e-5); adaptive: units of median |residual| (default 5)."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="Momentum threshold in units of mean |momentum| (default: official 2, adaptive 3)."),
-    tolerance: float = typer.Option(0.01, "--tolerance", help="adaptive: cap on the weight threshold, as a fraction of the tensor's RMS."),
-    base_bits: Optional[int] = typer.Option(None, "--base-bits", help="Bits for the first checkpoint's weights (default: official exact, adaptive 8)."),
+    alpha: float = typer.Option(5e-5, "--alpha", help="Weight threshold f * median |residual|, f = min(2.5, alpha / sqrt(mean Adam v)); larger alpha keeps fewer residuals."),
+    beta: float = typer.Option(2.0, "--beta", help="Momentum threshold in units of mean |momentum|."),
+    base_bits: Optional[int] = typer.Option(None, "--base-bits", help="Quantize the first checkpoint's weights to this many bits (default: exact, the official reference)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compress every checkpoint of a run into one archive (streaming, one checkpoint in memory at a time)."""
     from slimvision.ckpt import CompressConfig, compress_run
 
-    result = compress_run(source, out, CompressConfig(rule=rule, bits=bits, lossless=lossless, alpha=alpha, beta=beta, tolerance=tolerance, base_bits=base_bits))
+    result = compress_run(source, out, CompressConfig(rule=rule, bits=bits, lossless=lossless, alpha=alpha, beta=beta, base_bits=base_bits))
     if json_output:
         print_json(result.to_dict())
     else:
