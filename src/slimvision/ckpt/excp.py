@@ -12,7 +12,8 @@ against the reconstruction of k-1:
   of r, m and v get a per-tensor 1-D k-means (run to convergence) with 2^bits - 1 levels, fp16 codebook,
   plus the exact zero of the mask.
 - the first checkpoint is the full-precision reference the official code compresses against, so its
-  weights are stored losslessly; `base_bits` quantizes them instead (a deviation that buys ratio).
+  weights are stored losslessly (its moments follow the rule); `base_bits` quantizes them instead (a
+  deviation that buys ratio).
 Integer tensors and non-parameter float buffers (BN statistics) are stored losslessly (XOR residual +
 zstd). `lossless=True` stores every tensor that way and restores bit-exactly. Residuals are taken against
 the previous *reconstruction* (the official code diffs two original checkpoints), so quantization errors
