@@ -49,7 +49,10 @@ class DistillConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """The values the loss uses: explicit settings, else the preset's, else the published defaults."""
         preset = losses.PRESETS.get(self.preset or "", {}).get(self.loss, {})
-        pick = lambda explicit, name, default: explicit if explicit is not None else preset.get(name, default)  # noqa: E731
+
+        def pick(explicit: float | None, name: str, default: float) -> float:
+            return explicit if explicit is not None else preset.get(name, default)
+
         if self.loss == "nkd":
             return {"temperature": pick(self.temperature, "temperature", losses.NKD_TEMPERATURE), "gamma": pick(self.alpha, "gamma", losses.NKD_GAMMA)}
         if self.loss == "uskd":
