@@ -30,7 +30,7 @@ def _fingerprint(root):
         (["profile", "small_cnn", "--threads", "0"], "--threads"),
         (["profile", "small_cnn", "--num-classes", "0"], "--num-classes"),
         (["profile", "small_cnn", "--repeats", "0"], "--repeats"),
-        (["ckpt", "compress", "{tmp}", "--tolerance", "-1", "--out", "{tmp}/o.svckpt"], "--tolerance"),
+        (["ckpt", "compress", "{tmp}", "--beta", "-1", "--out", "{tmp}/o.svckpt"], "--beta"),
         (["ckpt", "compress", "{tmp}", "--alpha", "nan", "--out", "{tmp}/o.svckpt"], "--alpha"),
         (["ckpt", "compress", "{tmp}", "--bits", "0", "--out", "{tmp}/o.svckpt"], "--bits"),
         (["prune", "--model", "small_cnn", "--lr", "-0.1", "--out", "{tmp}/o"], "--lr"),

@@ -1,23 +1,24 @@
-"""ExCP-style checkpoint compression (Li et al., ICML 2024): residuals, weight-momentum joint shrinking,
+"""ExCP checkpoint compression (Li et al., ICML 2024): residuals, weight-momentum joint shrinking,
 non-uniform quantization, entropy-coded packing — streamed one checkpoint at a time.
 
-Rules used here (per parameter tensor, checkpoint k against the reconstruction of k-1):
-- weight residual r = W_k - W^_{k-1}; keep r_i when |r_i| > alpha * median|r| * s_i, where
-  s_i = clip(sqrt(median(v) / v_i), 0.1, 10) grows the threshold where Adam's second moment v is
-  small (flat directions) and lowers it where v is large. Without v (SGD, buffers of other
-  trainers, plain state dicts) s_i = 1. The threshold is capped at tolerance * RMS(W_k): a purely
-  median-relative rule is scale-free, so drift that dominates a residual would never be corrected.
-- first moment m (Adam exp_avg, or SGD momentum_buffer): keep m_i when |m_i| > beta * mean|m|
-  AND the weight residual at i was kept; the second moment v is kept exactly where m is kept
-  (elsewhere both restore as 0, so Adam's update there is 0 until fresh gradients arrive).
-- kept values: per-tensor 1-D k-means with 2^bits - 1 levels, fp16 codebook, plus the exact zero
-  of the mask; v is clustered in log space (it spans many orders of magnitude).
-- the first checkpoint keeps every weight, quantized with `base_bits` (8): every later checkpoint is
-  a correction on top of it, so its error would otherwise persist wherever weights move little;
-  its moments follow the rule above.
-- integer tensors, 1-D tensors (norm scales and shifts, biases: a sliver of the bytes that steers
-  every activation) and non-parameter float buffers (BN statistics) are stored losslessly (XOR
-  residual + zstd). `lossless=True` stores every tensor that way and restores bit-exactly.
+The rule is the official ExCP code's (`rule="official"`, its defaults), per parameter tensor, checkpoint k
+against the reconstruction of k-1:
+- weight residual r = W_k - W^_{k-1}; keep r_i when |r_i| > f * median|r| with one scalar per tensor
+  f = min(2.5, alpha / sqrt(mean(v))), v = Adam's second moment, the lower median (as torch.median),
+  alpha = 5e-5. Without v (SGD, EMA weights, plain state dicts) f = 2.5, the cap.
+- first moment m: keep m_i when |m_i| > beta * mean|m| (beta = 2) AND r_i was kept; v is kept exactly
+  where m is kept; elsewhere both restore as 0.
+- every optimizer-tracked tensor follows the rule, 1-D ones (biases, norm scales) included; kept values
+  of r, m and v get a per-tensor 1-D k-means (run to convergence) with 2^bits - 1 levels, fp16 codebook,
+  plus the exact zero of the mask.
+- the first checkpoint is the full-precision reference the official code compresses against, so its
+  weights are stored losslessly (its moments follow the rule); `base_bits` quantizes them instead (a
+  deviation that buys ratio).
+Integer tensors and non-parameter float buffers (BN statistics) are stored losslessly (XOR residual +
+zstd). `lossless=True` stores every tensor that way and restores bit-exactly. Residuals are taken against
+the previous *reconstruction* (the official code diffs two original checkpoints), so quantization errors
+do not pile up along a chain. The project's earlier rule (per-element v scaling, an RMS cap) was measured
+against this one and dropped: benchmarks/results/ckpt.md.
 """
 
 from __future__ import annotations
@@ -48,20 +49,53 @@ SINGLE_FILE = "state.safetensors"  # the tensor file of a checkpoint that was on
 CHECKPOINT_ROOT = "checkpoints"
 
 
+RULES = ("official",)
+OFFICIAL_ALPHA, OFFICIAL_BETA = 5e-5, 2.0
+OFFICIAL_SCALE_CAP = 2.5  # f = min(2.5, alpha / sqrt(mean v))
+
+
 @dataclass
 class CompressConfig:
+    """Pruning rule, thresholds and bit widths (defaults: the official ExCP code's)."""
+
+    rule: str = "official"
     bits: int = 4
     lossless: bool = False
-    alpha: float = 5.0  # weight-residual threshold, in units of median |residual|
-    beta: float = 3.0  # momentum threshold, in units of mean |momentum|
-    tolerance: float = 0.01  # cap on the weight threshold, as a fraction of the tensor's RMS
-    base_bits: int = 8  # the first checkpoint's weights: every later one is a correction on top of them
+    alpha: float = OFFICIAL_ALPHA  # weight threshold: f = min(2.5, alpha / sqrt(mean v)) times the lower median |residual|
+    beta: float = OFFICIAL_BETA  # momentum threshold, in units of mean |momentum|
+    base_bits: int | None = None  # bits of the first checkpoint's weights; None = lossless (the official reference)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 8 or not 1 <= self.base_bits <= 8:
-            raise ConfigError(f"--bits must be in 1..8, got {self.bits}")
+        if self.rule not in RULES:
+            raise ConfigError(f"unknown ExCP rule {self.rule!r}; use one of {', '.join(RULES)}")
+        if not 1 <= self.bits <= 8 or not (self.base_bits is None or 1 <= self.base_bits <= 8):
+            raise ConfigError(f"--bits and --base-bits must be in 1..8, got {self.bits} and {self.base_bits}")
         if self.alpha < 0 or self.beta < 0:
             raise ConfigError("alpha and beta must be >= 0")
+
+
+def lower_median(values: np.ndarray) -> float:
+    """The lower of the two middle values for an even count (torch.median's convention), 0 for no values."""
+    if values.size == 0:
+        return 0.0
+    middle = (values.size - 1) // 2
+    return float(np.partition(values.reshape(-1), middle)[middle])
+
+
+def official_weight_mask(residual: np.ndarray, second_moment: np.ndarray | None, alpha: float) -> tuple[np.ndarray, float]:
+    """(keep mask, f) of the official rule: |r| > f * lower_median(|r|), f = min(2.5, alpha / sqrt(mean v))."""
+    scale = OFFICIAL_SCALE_CAP
+    if second_moment is not None:
+        root_mean = float(np.sqrt(np.mean(second_moment, dtype=np.float64)))
+        scale = min(OFFICIAL_SCALE_CAP, alpha / root_mean) if root_mean > 0 else OFFICIAL_SCALE_CAP
+    magnitude = np.abs(residual)
+    return magnitude > scale * lower_median(magnitude), scale
+
+
+def momentum_mask(momentum: np.ndarray, weight_kept: np.ndarray, beta: float) -> np.ndarray:
+    """Keep m_i when |m_i| > beta * mean|m| and the weight residual at i was kept."""
+    magnitude = np.abs(momentum)
+    return (magnitude > beta * magnitude.mean()) & weight_kept
 
 
 @dataclass
@@ -123,14 +157,11 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
 
 # --- per-tensor encoding ---------------------------------------------------------------
 
-def _quantize(values: np.ndarray, bits: int, log_space: bool) -> tuple[bytes, bytes, np.ndarray]:
+def _quantize(values: np.ndarray, bits: int) -> tuple[bytes, bytes, np.ndarray]:
     """(fp16 codebook bytes, packed indices, dequantized values)."""
-    data = np.log(np.maximum(values, 1e-38)) if log_space else values
-    codebook, index = kmeans_1d(data, 2**bits - 1)
+    codebook, index = kmeans_1d(values, 2**bits - 1)
     codebook16 = codebook.astype(np.float16)
     decoded = codebook16.astype(np.float32)[index] if index.size else np.zeros(0, np.float32)
-    if log_space:
-        decoded = np.exp(decoded.astype(np.float64)).astype(np.float32)
     return codebook16.tobytes(), pack_bits(index, bits), decoded
 
 
@@ -162,12 +193,14 @@ class ExcpCodec:
     def __init__(self, config: CompressConfig):
         self.config = config
         self.previous: dict[str, np.ndarray] = {}  # "file::key" -> reconstructed array
+        self.tracked: set[str] = set()
 
     def encode(self, checkpoint: dict[str, dict[str, torch.Tensor]]) -> tuple[list[dict[str, Any]], list[bytes]]:
         entries, blobs = [], []
         optimizer = checkpoint.get("optimizer.safetensors", {})
         params = {k.split("/")[1] for k in optimizer if k.startswith("state/")}
         second = {k.split("/")[1]: v.numpy() for k, v in optimizer.items() if k.endswith("/exp_avg_sq")}
+        self.tracked = params  # parameters the optimizer holds state for
         masks: dict[str, np.ndarray] = {}
         # weights first: momentum masks depend on them
         ordered = sorted(
@@ -187,50 +220,49 @@ class ExcpCodec:
         slot = f"{file}::{key}"
         array = tensor.numpy() if tensor.dtype != torch.bfloat16 else tensor.float().numpy()
         entry = {"file": file, "key": key, "dtype": str(tensor.dtype).replace("torch.", ""), "shape": list(tensor.shape), "raw_bytes": tensor.numel() * tensor.element_size()}
-        # 1-D tensors (norm scales/shifts, biases) are a sliver of the bytes but steer every activation: keep them exact
-        lossy = not cfg.lossless and tensor.dtype == torch.float32 and role != "lossless" and tensor.ndim > 1
+        previous = self.previous.get(slot)
+        first = previous is None or previous.shape != array.shape
+        # 1-D tensors follow the rule when the optimizer tracks them (the official code compresses every
+        # parameter); in a plain state dict they may be buffers (BN statistics), so they stay exact.
+        # The first checkpoint's weights are the full-precision reference (unless base_bits is set).
+        lossy = (
+            not cfg.lossless and tensor.dtype == torch.float32 and role != "lossless"
+            and (tensor.ndim > 1 or param in self.tracked) and not (role == "weight" and first and cfg.base_bits is None)
+        )
         if not lossy:
-            previous = self.previous.get(slot)
             same = previous is not None and previous.shape == array.shape and previous.dtype == array.dtype
             blob = xor_residual(np.ascontiguousarray(array), previous if same else None).tobytes()
             self.previous[slot] = array.copy()
             entry.update(encoding="xor" if same else "raw", kept=1.0)
             return entry, [blob]
         flat = array.reshape(-1).astype(np.float32)
-        previous = self.previous.get(slot)
-        first = previous is None or previous.shape != array.shape
+        v = second.get(param)
+        v = v.reshape(-1) if v is not None and v.size == flat.size else None
         if role == "weight":
             base = np.zeros_like(flat) if first else previous.reshape(-1)
             residual = flat - base
             if first:
                 keep = np.ones(flat.size, dtype=bool)
             else:
-                scale = np.ones_like(flat)
-                v = second.get(param)
-                if v is not None and v.size == flat.size:
-                    v = v.reshape(-1).astype(np.float64)
-                    scale = np.clip(np.sqrt(np.median(v) / np.maximum(v, 1e-30)), 0.1, 10.0).astype(np.float32)
-                # the median rule alone is scale-free: once drift dominates the residual it never gets
-                # corrected, so the threshold is also capped at a fraction of the weights' RMS
-                threshold = np.minimum(cfg.alpha * np.median(np.abs(residual)) * scale, cfg.tolerance * np.sqrt(np.mean(flat**2)))
-                keep = np.abs(residual) > threshold
+                keep, scale = official_weight_mask(residual, v, cfg.alpha)
+                entry["threshold_scale"] = scale  # f of this tensor (informational)
             masks[param or key] = keep
             bits = cfg.base_bits if first else cfg.bits
-            codebook, packed, decoded = _quantize(residual[keep], bits, log_space=False)
+            codebook, packed, decoded = _quantize(residual[keep], bits)
             restored = base.copy()
             restored[keep] += decoded
             encoding = "weight"
         else:
             weight_kept = masks.get(param, np.ones(flat.size, dtype=bool))
             if role == "momentum":
-                keep = (np.abs(flat) > cfg.beta * np.abs(flat).mean()) & weight_kept
+                keep = momentum_mask(flat, weight_kept, cfg.beta)
                 masks[f"momentum::{param}"] = keep
             else:
                 keep = masks.get(f"momentum::{param}", weight_kept)
-            codebook, packed, decoded = _quantize(flat[keep], cfg.bits, log_space=role == "second_moment")
+            codebook, packed, decoded = _quantize(flat[keep], cfg.bits)
             restored = np.zeros_like(flat)
             restored[keep] = decoded
-            encoding = "log-values" if role == "second_moment" else "values"
+            encoding = "values"
             bits = cfg.bits
         self.previous[slot] = restored.reshape(array.shape)
         entry.update(encoding=encoding, kept=float(keep.mean()), count=int(keep.sum()), bits=bits)

@@ -19,11 +19,12 @@ app.add_typer(ckpt_app, name="ckpt")
 def compress_command(
     source: Path = typer.Argument(..., help="A training run directory (with checkpoints/), a checkpoint directory, or a directory of .safetensors/.pt state dicts."),
     out: Path = typer.Option(..., "--out", help="Archive file to write (.svckpt)."),
+    rule: str = typer.Option("official", "--rule", help="Pruning rule: official (the ExCP code's rule and defaults)."),
     bits: int = typer.Option(4, "--bits", min=1, max=8, help="Bits per kept value (2^bits - 1 k-means levels plus an exact zero)."),
     lossless: bool = typer.Option(False, "--lossless", help="Residual (XOR) + zstd only: restores bit-exactly."),
-    alpha: float = typer.Option(5.0, "--alpha", callback=finite_non_negative, help="Weight-residual threshold in units of median |residual|."),
-    beta: float = typer.Option(3.0, "--beta", callback=finite_non_negative, help="Momentum threshold in units of mean |momentum|."),
-    tolerance: float = typer.Option(0.01, "--tolerance", callback=finite_non_negative, help="Cap on the weight threshold, as a fraction of the tensor's RMS."),
+    alpha: float = typer.Option(5e-5, "--alpha", callback=finite_non_negative, help="Weight threshold f * median |residual|, f = min(2.5, alpha / sqrt(mean Adam v)); larger alpha keeps fewer residuals."),
+    beta: float = typer.Option(2.0, "--beta", callback=finite_non_negative, help="Momentum threshold in units of mean |momentum|."),
+    base_bits: Optional[int] = typer.Option(None, "--base-bits", min=1, max=8, help="Quantize the first checkpoint's weights to this many bits (default: exact, the official reference)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
@@ -32,7 +33,7 @@ def compress_command(
     from slimvision.io.paths import guard_output
 
     guard_output(out, [source], overwrite)
-    result = compress_run(source, out, CompressConfig(bits=bits, lossless=lossless, alpha=alpha, beta=beta, tolerance=tolerance))
+    result = compress_run(source, out, CompressConfig(rule=rule, bits=bits, lossless=lossless, alpha=alpha, beta=beta, base_bits=base_bits))
     if json_output:
         print_json(result.to_dict())
     else:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from slimvision.cli.app import MODEL_SOURCE_HELP, app, console, model_source, print_json
-from slimvision.cli.validate import OVERWRITE_HELP, finite_positive
+from slimvision.cli.validate import OVERWRITE_HELP, finite_non_negative, finite_positive
 
 
 @app.command("distill")
@@ -25,8 +25,12 @@ def distill_command(
     image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image size (default: the recorded one)."),
     loss: str = typer.Option("kd", "--loss", help="none | kd | nkd | uskd | feature | ema."),
     temperature: Optional[float] = typer.Option(None, "--temperature", callback=finite_positive, help="Softening temperature (default: kd 4, nkd 1)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Loss weight (kd/ema: KD share vs CE, 0.9/0.5; nkd: gamma 1.5; feature: 1.0; uskd: 1.0)."),
-    student_layer: Optional[str] = typer.Option(None, "--student-layer", help="feature/uskd: student layer name (e.g. layer3)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Loss weight (kd/ema: KD share vs CE, 0.9/0.5; nkd: gamma 1.5; feature: 1.0; uskd: target-term alpha 1.0)."),
+    beta: Optional[float] = typer.Option(None, "--beta", callback=finite_non_negative, help="uskd: weight of the Zipf non-target term (default 0.1)."),
+    mu: Optional[float] = typer.Option(None, "--mu", callback=finite_non_negative, help="uskd: weight of the weak supervision (default 0.005)."),
+    uskd_ranking: str = typer.Option("prob", "--uskd-ranking", help="uskd: prob (paper, first release) | log_prob (current released code)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Published nkd/uskd values: imagenet-cnn | cifar100 (nkd T=3 gamma=3.5; uskd 0.1/0.1/0.1) | vit (nkd T=1 gamma=1)."),
+    student_layer: Optional[str] = typer.Option(None, "--student-layer", help="feature/uskd: student layer name (e.g. layer2; for ViTs the block L/2, whose CLS token feeds the weak head)."),
     teacher_layer: Optional[str] = typer.Option(None, "--teacher-layer", help="feature: teacher layer name."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
     lr: Optional[float] = typer.Option(None, "--lr", callback=finite_positive, help="Learning rate (default: 0.1 from scratch, 0.01 for a model directory)."),
@@ -41,7 +45,7 @@ def distill_command(
     from slimvision.train import TrainConfig
 
     guard_output(out, [student, teacher, student_weights, teacher_weights, data_root], overwrite)
-    config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer)
+    config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer, beta=beta, mu=mu, uskd_ranking=uskd_ranking, preset=preset)
     trained = is_artifact_dir(student) or student_weights is not None  # fine-tuning trained weights vs training from scratch
     train_config = TrainConfig(epochs=epochs, lr=lr or (0.01 if trained else 0.1), seed=seed, warmup_epochs=0 if trained else 1)
     student_source = model_source(student, student_kwargs, student_weights)

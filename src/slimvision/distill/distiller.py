@@ -31,12 +31,34 @@ class DistillConfig:
     student_layer: str | None = None  # feature/uskd: student module whose output is matched / feeds the weak head
     teacher_layer: str | None = None  # feature: teacher module to match
     ema_decay: float = 0.999
+    beta: float | None = None  # uskd: weight of the Zipf non-target term (0.1)
+    mu: float | None = None  # uskd: weight of the weak supervision (0.005)
+    uskd_ranking: str = "prob"  # uskd: "prob" (paper, first code release) or "log_prob" (current released code)
+    preset: str | None = None  # published hyperparameters: imagenet-cnn | cifar100 | vit (explicit values win)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown distillation loss {self.loss!r}; use one of {', '.join(LOSSES)}")
         if self.temperature is not None and self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.preset is not None and self.preset not in losses.PRESETS:
+            raise ConfigError(f"unknown distillation preset {self.preset!r}; use one of {', '.join(losses.PRESETS)}")
+        if self.uskd_ranking not in losses.USKD_RANKINGS:
+            raise ConfigError(f"unknown USKD ranking {self.uskd_ranking!r}; use one of {', '.join(losses.USKD_RANKINGS)}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The values the loss uses: explicit settings, else the preset's, else the published defaults."""
+        preset = losses.PRESETS.get(self.preset or "", {}).get(self.loss, {})
+
+        def pick(explicit: float | None, name: str, default: float) -> float:
+            return explicit if explicit is not None else preset.get(name, default)
+
+        if self.loss == "nkd":
+            return {"temperature": pick(self.temperature, "temperature", losses.NKD_TEMPERATURE), "gamma": pick(self.alpha, "gamma", losses.NKD_GAMMA)}
+        if self.loss == "uskd":
+            return {"alpha": pick(self.alpha, "alpha", losses.USKD_ALPHA), "beta": pick(self.beta, "beta", losses.USKD_BETA),
+                    "mu": pick(self.mu, "mu", losses.USKD_MU), "ranking": self.uskd_ranking}
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,7 +157,9 @@ class Distiller:
                 student.eval()
                 logits = student(example_inputs)
                 student.train(was_training)
-            channels = self.student_tap.take().shape[1]
+            features = self.student_tap.take()
+            # maps (N, C, H, W) -> C after global pooling; tokens (N, L, C) -> C of the CLS token
+            channels = features.shape[-1] if features.ndim == 3 else features.shape[1]
             self.weak_head = nn.Linear(channels, logits.shape[1])
             self.extra_modules.append(self.weak_head)
 
@@ -176,14 +200,9 @@ class Distiller:
             kd = losses.kd_loss(logits, self._teacher_logits(inputs), cfg.temperature or losses.KD_TEMPERATURE)
             return (1 - alpha) * ce + alpha * kd, logits
         if cfg.loss == "nkd":
-            gamma = cfg.alpha if cfg.alpha is not None else losses.NKD_GAMMA
-            nkd = losses.nkd_loss(logits, self._teacher_logits(inputs), targets, cfg.temperature or losses.NKD_TEMPERATURE, gamma)
-            return ce + nkd, logits
+            return ce + losses.nkd_loss(logits, self._teacher_logits(inputs), targets, **cfg.hyperparameters()), logits
         if cfg.loss == "uskd":
-            features = self.student_tap.take()
-            pooled = features.mean(dim=(2, 3)) if features.ndim == 4 else features.mean(dim=1)
-            uskd = losses.uskd_loss(logits, self.weak_head(pooled), targets, alpha=cfg.alpha if cfg.alpha is not None else losses.USKD_ALPHA)
-            return ce + uskd, logits
+            return ce + losses.uskd_loss(logits, self.weak_head(weak_head_input(self.student_tap.take())), targets, **cfg.hyperparameters()), logits
         # feature
         self._teacher_logits(inputs)
         student_features, teacher_features = self.student_tap.take(), self.teacher_tap.take()
@@ -194,6 +213,15 @@ class Distiller:
         for tap in (self.student_tap, self.teacher_tap):
             if tap is not None:
                 tap.remove()
+
+
+def weak_head_input(features: torch.Tensor) -> torch.Tensor:
+    """USKD's weak-head input: global average pool of a feature map (the CNN code's neck), the CLS token of tokens (ViT)."""
+    if features.ndim == 4:
+        return features.mean(dim=(2, 3))
+    if features.ndim == 3:
+        return features[:, 0]
+    return features
 
 
 def copy_teacher(teacher: nn.Module) -> nn.Module:

@@ -15,16 +15,18 @@ EVALUATOR_ALIASES = {"gradnorm": "grad_norm"}
 
 
 class ProxyEvaluator(Evaluator):
-    """Builds arch with init seed `seed`, scores it on the first `batch_size` training images of `data`."""
+    """Builds arch with init seed `seed`, scores it on `batch_size` training images of `data` (options go to the proxy)."""
 
     def __init__(self, space: SearchSpace, proxy: str, data: str = "digits", batch_size: int = 64, seed: int = 0,
-                 image_size: int | None = None, data_root: str | None = None, **_: Any):
+                 image_size: int | None = None, data_root: str | None = None,
+                 proxy_options: dict[str, Any] | None = None, **_: Any):
         super().__init__(space)
         from slimvision.data import get_dataset
 
         self.proxy = PROXIES.get(proxy)
         self.name = proxy
         self.seed = seed
+        self.proxy_options = dict(proxy_options or {})  # e.g. {"repeat": 32} for zen
         dataset = get_dataset(data, "train", image_size=image_size, root=data_root)
         generator = torch.Generator().manual_seed(seed)
         index = torch.randperm(len(dataset), generator=generator)[:batch_size]
@@ -35,7 +37,7 @@ class ProxyEvaluator(Evaluator):
     def score(self, arch: Arch) -> float:
         torch.manual_seed(self.seed)
         model = self.space.build(arch, self.num_classes, self.in_chans)
-        return float(self.proxy(model, self.batch))
+        return float(self.proxy(model, self.batch, **self.proxy_options))
 
 
 def _factory(proxy: str):

@@ -7,6 +7,7 @@ Per-weight scores (synflow, snip, grasp) are summed over the weights of every Co
 from __future__ import annotations
 
 import copy
+import math
 from typing import Callable
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from slimvision.errors import ConfigError
 from slimvision.registry import Registry
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -124,13 +126,17 @@ def grasp_score(model: nn.Module, batch: Batch) -> float:
 
 @PROXIES.register("fisher")
 def fisher_score(model: nn.Module, batch: Batch) -> float:
-    """Fisher: per output channel of every Conv2d/Linear, 0.5 * mean_n (sum_hw a * dL/da)^2, summed."""
+    """Fisher: per output channel k of every Conv2d/Linear, F_k = 0.5 * mean_n (sum_hw a * dL/da)^2, counted prod(W.shape[1:]) times.
+
+    The authors' code computes F_k per channel, then broadcasts it to the weight's shape before summing,
+    so each channel counts once per weight it owns (in_channels/groups * kh * kw, or in_features).
+    """
     net = _fresh_copy(model)
-    activations: list[torch.Tensor] = []
+    per_layer: list[tuple[nn.Module, torch.Tensor]] = []
 
     def keep(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         output.retain_grad()
-        activations.append(output)
+        per_layer.append((module, output))
 
     handles = [m.register_forward_hook(keep) for m in _weighted_layers(net)]
     try:
@@ -139,12 +145,14 @@ def fisher_score(model: nn.Module, batch: Batch) -> float:
         for handle in handles:
             handle.remove()
     total = 0.0
-    for act in activations:
+    for module, act in per_layer:
         if act.grad is None:
             continue
         product = act.detach() * act.grad
-        per_sample = product.sum(dim=(2, 3)) if product.dim() == 4 else product
-        total += float((0.5 * per_sample.pow(2).mean(0)).sum())
+        per_sample = product.sum(dim=tuple(range(2, product.dim()))) if product.dim() > 2 else product
+        per_channel = 0.5 * per_sample.pow(2).mean(0)
+        weights_per_channel = math.prod(module.weight.shape[1:])
+        total += float(per_channel.sum()) * weights_per_channel
     return total
 
 
@@ -163,9 +171,14 @@ def jacob_cov_score(model: nn.Module, batch: Batch) -> float:
     return float(-np.sum(np.log(eig + k) + 1.0 / (eig + k)))
 
 
+def _is_relu(module: nn.Module) -> bool:
+    """The NASWOT code's rule: every module whose class name contains "ReLU" (ReLU, ReLU6, LeakyReLU, ...)."""
+    return "ReLU" in type(module).__name__
+
+
 @PROXIES.register("naswot")
 def naswot_score(model: nn.Module, batch: Batch) -> float:
-    """NASWOT: log|K_H|, K_H[i,j] = #units where inputs i,j share the ReLU on/off state, over every nn.ReLU."""
+    """NASWOT: log|K_H|, K_H[i,j] = #units where inputs i,j share the on/off state, over every module named *ReLU*."""
     net = _fresh_copy(model)
     n = batch[0].shape[0]
     kernel = torch.zeros(n, n, dtype=torch.float64)
@@ -174,7 +187,7 @@ def naswot_score(model: nn.Module, batch: Batch) -> float:
         code = (inputs[0].detach().reshape(n, -1) > 0).double()
         kernel.add_(code @ code.T + (1 - code) @ (1 - code).T)
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(hook) for m in net.modules() if _is_relu(m)]
     try:
         with torch.no_grad():
             net(batch[0])
@@ -184,56 +197,83 @@ def naswot_score(model: nn.Module, batch: Batch) -> float:
     return float(torch.linalg.slogdet(kernel)[1])
 
 
+ZEN_ALPHA = 0.01
+
+
 @PROXIES.register("zen")
-def zen_score(model: nn.Module, batch: Batch, alpha: float = 0.01, seed: int = 0) -> float:
-    """Zen-score: log E|f(x) - f(x + alpha*eps)| on pre-GAP features + sum log sqrt(mean sigma_BN^2), Gaussian init.
+def zen_score(model: nn.Module, batch: Batch, alpha: float = ZEN_ALPHA, seed: int = 0, repeat: int = 1) -> float:
+    """Zen-score as in the Zen-NAS code: mean over `repeat` draws of log E|f(x) - f(x + alpha*eps)| + sum log sqrt(mean running_var).
 
-    Data-free: x and eps are N(0,1) of the batch's shape. BN layers run in training mode; sigma_BN^2 is the batch
-    variance of the perturbed pass (momentum set to 1 so running_var holds it).
+    Each draw re-initialises Conv2d/Linear weights N(0,1) (bias 0) and BN/GroupNorm affine (1, 0) and runs two
+    data-free passes (x, eps ~ N(0,1) of the batch's shape) in training mode. The BN term reads every
+    BatchNorm2d's running_var after those passes with the layers' own momentum (0.1 by default), as the
+    reference code does; running statistics start fresh (mean 0, var 1) and carry over between draws.
+    f is the pre-GAP feature map, see `pre_gap_features`.
     """
+    if repeat < 1:
+        raise ConfigError(f"zen: repeat must be >= 1, got {repeat}")
     net = _fresh_copy(model)
+    features = pre_gap_features(net)
     generator = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+    scores = []
     with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.momentum = 1.0
-                if module.affine:
-                    module.weight.fill_(1.0)
-                    module.bias.zero_()
-        shape = batch[0].shape
-        x = torch.randn(shape, generator=generator)
-        eps = torch.randn(shape, generator=generator)
-        features = _pre_gap(net)
-        out = features(x)
-        out_perturbed = features(x + alpha * eps)
-        diff = (out - out_perturbed).abs().reshape(shape[0], -1).sum(1).mean()
-        bn_term = sum(torch.log(torch.sqrt(m.running_var.mean())) for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
-        return float(torch.log(diff) + bn_term)
+        for _ in range(repeat):
+            _gaussian_init(net, generator)
+            shape = batch[0].shape
+            x = torch.randn(shape, generator=generator)
+            eps = torch.randn(shape, generator=generator)
+            out = features(x)
+            out_perturbed = features(x + alpha * eps)
+            diff = (out - out_perturbed).abs().reshape(shape[0], -1).sum(1).mean()
+            bn_term = sum(float(torch.log(torch.sqrt(m.running_var.mean()))) for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+            scores.append(float(torch.log(diff)) + bn_term)
+    return float(np.mean(scores))
 
 
-def _pre_gap(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """forward_features if the model has it, else the input of its last Linear layer."""
-    if hasattr(net, "forward_features"):
-        return net.forward_features  # type: ignore[return-value]
-    last = _weighted_layers(net)[-1]
+def _gaussian_init(net: nn.Module, generator: torch.Generator) -> None:
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)) and module.affine:
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+
+
+def pre_gap_features(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function x -> pre-GAP feature map: `forward_pre_GAP` or `forward_features` if the model has one, else
+    the input of the last `nn.AdaptiveAvgPool2d` the forward pass runs. Anything else is refused (never post-pool features).
+    """
+    for method in ("forward_pre_GAP", "forward_features"):
+        if callable(getattr(net, method, None)):
+            return getattr(net, method)
+    pools = [m for m in net.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    if not pools:
+        raise ConfigError(
+            f"zen: {type(net).__name__} has no forward_features and no nn.AdaptiveAvgPool2d; "
+            "define forward_features(x) returning the feature map before global pooling"
+        )
     captured: list[torch.Tensor] = []
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        handle = last.register_forward_pre_hook(lambda m, inp: captured.append(inp[0]))
+        handles = [pool.register_forward_pre_hook(lambda m, inp: captured.append(inp[0])) for pool in pools]
         try:
             net(x)
         finally:
-            handle.remove()
-        return captured.pop()
+            for handle in handles:
+                handle.remove()
+        last = captured[-1]
+        captured.clear()
+        return last
 
     return run
 
 
-def compute_proxy(name: str, model: nn.Module, batch: Batch) -> float:
-    """PROXIES[name](model, batch) under a fixed seed."""
+def compute_proxy(name: str, model: nn.Module, batch: Batch, **options: float) -> float:
+    """PROXIES[name](model, batch, **options) under a fixed seed."""
     torch.manual_seed(0)
-    return PROXIES.get(name)(model, batch)
+    return PROXIES.get(name)(model, batch, **options)
