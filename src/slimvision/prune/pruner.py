@@ -105,10 +105,24 @@ def classifier_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[nn
 
 @dataclass
 class PruneState:
-    """What one `prune()` call learns across its trials: layers to keep whole and groups kept, with reasons."""
+    """What one `prune()` call knows across its trials: the output shape, layers never pruned
+    (the classifier), layers kept whole after a trial broke, and groups kept, with reasons."""
 
+    expected_shape: tuple[int, ...]
+    fixed_names: list[str]
     keep_names: list[str] = field(default_factory=list)
     kept: KeptGroups = field(default_factory=KeptGroups)
+
+    @classmethod
+    def for_model(cls, model: nn.Module, example_inputs: torch.Tensor) -> "PruneState":
+        """One forward pass: the output shape every pruned copy must keep and the classifier layer names."""
+        names = {module: name for name, module in model.named_modules()}
+        return cls(tuple(_output(model, example_inputs).shape), [names[m] for m in classifier_layers(model, example_inputs)])
+
+
+def _output(model: nn.Module, example_inputs: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(example_inputs)
 
 
 def build_pruner(
@@ -168,8 +182,8 @@ def prune_once(
     ratio_dict_fn: Callable[[nn.Module, float], dict[nn.Module, float]] | None = None,
     kept: KeptGroups | None = None,
 ) -> nn.Module:
-    """Remove `ratio` of the channels of `model` in place (torch-pruning's ratio semantics)."""
-    ignored = resolve_ignored(model, ignore_names) + classifier_layers(model, example_inputs)
+    """Remove `ratio` of the channels of `model` in place (torch-pruning's ratio semantics); `ignore_names` stay whole."""
+    ignored = resolve_ignored(model, ignore_names)
     criterion.prepare(model, calib_batches)
     ratio_dict = ratio_dict_fn(model, ratio) if ratio_dict_fn else None
     pruner = build_pruner(model, example_inputs, criterion, ratio, config, ignored, ratio_dict, kept)
@@ -228,15 +242,13 @@ def prune_checked(
     `state` and the trial repeats; the checks run before any MACs are counted, so an error names
     the layer, not the input size.
     """
-    with torch.no_grad():
-        expected_shape = tuple(model(example_inputs).shape)
     for _ in range(MAX_REPAIRS + 1):
         candidate = copy.deepcopy(model)
         torch.manual_seed(config.seed)  # the random criterion must pick the same channels in every trial
-        ignore_names = [*config.ignore_layers, *state.keep_names]
+        ignore_names = [*config.ignore_layers, *state.fixed_names, *state.keep_names]
         try:
             prune_once(candidate, example_inputs, criterion, ratio, config, ignore_names, calib_batches, ratio_dict_fn, state.kept)
-            failure = broken_layer(candidate, example_inputs, expected_shape)
+            failure = broken_layer(candidate, example_inputs, state.expected_shape)
         except LayerPruneError as exc:
             failure = (exc.layer, str(exc))
         if failure is None:
@@ -290,7 +302,7 @@ def prune_to_fraction(
     """Prune a copy of `model` until its MACs/params are closest to `target` x `reference`; returns (pruned, ratio)."""
     budget, _ = config.budget
     input_size = tuple(example_inputs.shape[1:])
-    state = state if state is not None else PruneState()
+    state = state if state is not None else PruneState.for_model(model, example_inputs)
 
     def attempt(ratio: float) -> nn.Module:
         return prune_checked(model, example_inputs, criterion, ratio, config, state, calib_batches, ratio_dict_fn)
@@ -343,7 +355,7 @@ def prune(
     model = copy.deepcopy(model).eval()
     input_size = tuple(example_inputs.shape[1:])
     resolve_ignored(model, config.ignore_layers)  # unknown names fail before any work
-    state = PruneState()
+    state = PruneState.for_model(model, example_inputs)
     criterion = CRITERIA.get(config.method)()
     if criterion.during_training:
         raise ConfigError(f"{config.method} prunes during training: use prune_artifact (CLI: --finetune-epochs >= 1)")
