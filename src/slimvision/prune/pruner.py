@@ -8,6 +8,7 @@ is measured, not estimated.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -24,7 +25,7 @@ from slimvision.prune.patterns import (
 )
 from slimvision.prune.shortcut import CUSTOM_PRUNERS
 
-BISECTION_STEPS = 14
+BISECTION_STEPS = 14  # trials at most; interpolation usually needs 3-5
 MAX_REPAIRS = 12  # layers we may keep whole, one per failed trial, before giving up
 
 
@@ -288,6 +289,16 @@ def _needs_compaction(tensor: torch.Tensor) -> bool:
     return not tensor.is_contiguous() or not whole_storage or tensor.storage_offset() != 0
 
 
+def _interpolate(low: float, high: float, root_low: float, root_high: float, root_target: float) -> float:
+    """The ratio where the line through (low, root_low), (high, root_high) meets root_target, kept
+    at least 10% of the bracket away from its ends so the bracket always shrinks."""
+    if root_low <= root_high:
+        return (low + high) / 2
+    guess = low + (root_low - root_target) * (high - low) / (root_low - root_high)
+    margin = 0.1 * (high - low)
+    return min(max(guess, low + margin), high - margin)
+
+
 def prune_to_fraction(
     model: nn.Module,
     example_inputs: torch.Tensor,
@@ -312,18 +323,23 @@ def prune_to_fraction(
         return attempt(ratio), ratio
     # Channel counts are integers, so kept MACs move in steps: bracket the target and return
     # whichever side lands closer to it.
+    # MACs and params shrink roughly with the square of the kept width, so sqrt(kept) is close to
+    # linear in the ratio: interpolating it inside the bracket needs a few trials where halving
+    # the bracket needs ten (each trial traces, prunes and counts a full copy).
     low, high = 0.0, config.max_layer_ratio
+    root_low = math.sqrt(_measure(model, input_size, budget) / reference)
+    root_high = root_low * (1.0 - high)  # an estimate until `high` is tried
     under: tuple[float, nn.Module, float] | None = None  # (kept, model, ratio) with kept <= target
     over: tuple[float, nn.Module, float] | None = None
     for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        candidate = attempt(middle)
+        ratio = _interpolate(low, high, root_low, root_high, math.sqrt(target))
+        candidate = attempt(ratio)
         kept = _measure(candidate, input_size, budget) / reference
         if kept > target:
-            low, over = middle, (kept, candidate, middle)
+            low, root_low, over = ratio, math.sqrt(kept), (kept, candidate, ratio)
         else:
-            high, under = middle, (kept, candidate, middle)
-        if abs(kept - target) < 0.002:
+            high, root_high, under = ratio, math.sqrt(kept), (kept, candidate, ratio)
+        if abs(kept - target) < 0.002 or high - low < 1e-4:
             break
     if under is None:
         candidate = attempt(high)
