@@ -297,3 +297,12 @@ def test_compact_tensors_gives_sliced_views_their_own_storage():
     assert layer.weight.is_contiguous() and layer.bias.storage_offset() == 0
     assert layer.bias.untyped_storage().nbytes() == 8 * 4
     assert torch.equal(layer.weight, values[0]) and torch.equal(layer.bias, values[1])
+
+
+def test_an_ignored_layer_scale_keeps_its_gamma_and_every_channel_it_scales():
+    model = _randomised(ConvNeXtLike())
+    result = prune(model, torch.randn(1, *INPUT), PruneConfig(method="l1", channel_ratio=0.5, ignore_layers=("blocks.0.5",)))
+    assert result.model.blocks[0][5].gamma.shape == (32, 1, 1) and result.model.stem.out_channels == 32
+    assert result.model.blocks[0][2].out_channels < 128  # the MLP inside the block is still pruned
+    assert any("ignored layer" in line for line in result.kept_layers), result.kept_layers
+    assert not any("kept whole" in line for line in result.kept_layers)  # kept up front, not after a broken trial

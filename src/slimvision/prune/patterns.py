@@ -122,16 +122,21 @@ class GuardedImportance(tp.importance.Importance):
     """The criterion's importance, except that a group torch-pruning cannot slice safely is skipped.
 
     torch-pruning skips a group whose importance is None; we return None for groups that pass
-    through a fixed-size split or an unmappable reshape, and for groups the criterion itself
+    through a fixed-size split or an unmappable reshape or that would slice a bare parameter of an
+    ignored layer (torch-pruning's ignore list covers modules only), and for groups the criterion itself
     cannot score (it raised), naming the root layer in `kept`.
     """
 
-    def __init__(self, inner: tp.importance.Importance, names: dict[nn.Module, str], kept: KeptGroups):
+    def __init__(self, inner: tp.importance.Importance, names: dict[nn.Module, str], kept: KeptGroups, kept_params: list[nn.Parameter] = ()):
         self.inner, self.names, self.kept = inner, names, kept
+        self.kept_params = {id(p) for p in kept_params}
 
     def __call__(self, group, **kwargs):
         root = self.names.get(group[0][0].target.module, "?")
         for dep, _ in group:
+            if id(dep.target.module) in self.kept_params:  # a bare parameter of an ignored layer: its channels stay
+                self.kept.reasons[root] = "shares channels with a parameter of an ignored layer"
+                return None
             for node in (dep.source, dep.target):
                 reason = _fixed_channel_op(node)
                 if reason:

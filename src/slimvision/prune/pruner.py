@@ -144,15 +144,15 @@ def build_pruner(
         return tp.pruner.MetaPruner(
             model,
             example_inputs,
-            importance=GuardedImportance(criterion.importance(), names, kept if kept is not None else KeptGroups()),
+            importance=GuardedImportance(criterion.importance(), names, kept if kept is not None else KeptGroups(), ignored_params),
             global_pruning=config.global_pruning,
             pruning_ratio=ratio,
             pruning_ratio_dict=ratio_dict,
             max_pruning_ratio=config.max_layer_ratio,
-            ignored_layers=ignored + ignored_params,
+            ignored_layers=ignored,
             round_to=config.round_to,
             num_heads={block.qkv: block.module.num_heads for block in attention},
-            unwrapped_parameters=[(p, dim) for p, dim in bare_parameters(model) if all(p is not q for q in ignored_params)],
+            unwrapped_parameters=bare_parameters(model),
             customized_pruners=CUSTOM_PRUNERS,
         )
     except Exception as exc:  # torch-pruning traces the whole forward; never let its traceback reach the user
