@@ -134,6 +134,7 @@ def prune_artifact(
         "macs_before": result.macs_before,
         "macs_after": result.macs_after,
         "macs_kept": result.macs_kept,
+        "kept_layers": result.kept_layers,
         "accuracy_before": accuracy_before,
         "accuracy_pruned": accuracy_pruned,
         "accuracy_after": accuracy_after,
