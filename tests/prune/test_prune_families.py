@@ -306,3 +306,22 @@ def test_an_ignored_layer_scale_keeps_its_gamma_and_every_channel_it_scales():
     assert result.model.blocks[0][2].out_channels < 128  # the MLP inside the block is still pruned
     assert any("ignored layer" in line for line in result.kept_layers), result.kept_layers
     assert not any("kept whole" in line for line in result.kept_layers)  # kept up front, not after a broken trial
+
+
+def test_shape_entries_of_the_earlier_per_type_format_still_rebuild():
+    from slimvision.models import create_model
+    from slimvision.models.surgery import apply_shape_changes
+
+    model = create_model("small_cnn", num_classes=3)
+    model.features[0] = nn.Conv2d(1, 8, 3, 1, 1, bias=False)
+    model.features[1] = nn.BatchNorm2d(8)
+    model.features[3] = nn.Conv2d(8, 32, 3, 2, 1, bias=False)
+    legacy = {
+        "features.0": {"type": "Conv2d", "in_channels": 1, "out_channels": 8, "groups": 1},
+        "features.1": {"type": "BatchNorm2d", "num_features": 8},
+        "features.3": {"type": "Conv2d", "in_channels": 8, "out_channels": 32, "groups": 1},
+    }
+    rebuilt = apply_shape_changes(create_model("small_cnn", num_classes=3), legacy)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(rebuilt.eval()(x), model.eval()(x))
