@@ -65,11 +65,24 @@ class ShuffleUnit(nn.Module):
         return channel_shuffle(torch.cat([x1, self.branch(x2)], 1), 2)
 
 
+class ShuffleDownUnit(nn.Module):
+    """ShuffleNetV2's stride-2 unit: two branches of the same input, concatenated, shuffled."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        half = channels // 2
+        self.branch1 = nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, 2, 1, groups=in_channels), nn.Conv2d(in_channels, half, 1), nn.ReLU())
+        self.branch2 = nn.Sequential(nn.Conv2d(in_channels, half, 1), nn.ReLU(), nn.Conv2d(half, half, 3, 2, 1, groups=half), nn.Conv2d(half, half, 1), nn.ReLU())
+
+    def forward(self, x):
+        return channel_shuffle(torch.cat([self.branch1(x), self.branch2(x)], 1), 2)
+
+
 class ShuffleNetLike(nn.Module):
     def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 32):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU())
-        self.units = nn.Sequential(ShuffleUnit(width), ShuffleUnit(width))
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, width // 2, 3, 1, 1), nn.BatchNorm2d(width // 2), nn.ReLU())
+        self.units = nn.Sequential(ShuffleDownUnit(width // 2, width), ShuffleUnit(width), ShuffleUnit(width))
         self.last = nn.Sequential(nn.Conv2d(width, 4 * width, 1), nn.ReLU())
         self.fc = nn.Linear(4 * width, num_classes)
 
@@ -270,7 +283,7 @@ def test_fixed_size_split_keeps_its_channels_and_says_why(registered):
 def test_channel_shuffle_is_kept_and_the_inner_branch_is_pruned(registered):
     model = _randomised(ShuffleNetLike())
     result = prune(model, torch.randn(1, *INPUT), PruneConfig(method="l1", channel_ratio=0.5))
-    unit = result.model.units[0]
+    unit = result.model.units[1]
     assert unit.branch[-2].out_channels == 16  # feeds the shuffle: kept
     assert unit.branch[0].out_channels < 32  # inside the branch: pruned
 
@@ -325,3 +338,22 @@ def test_shape_entries_of_the_earlier_per_type_format_still_rebuild():
     rebuilt.load_state_dict(model.state_dict())
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(rebuilt.eval()(x), model.eval()(x))
+
+
+def test_a_layer_torch_pruning_cannot_group_is_kept_whole(monkeypatch):
+    import torch_pruning as tp
+
+    model = _randomised(MobileNetV3Like())
+    model.block[0].cannot_group = True  # survives the copies each trial prunes
+    original = tp.DependencyGraph.get_pruning_group
+
+    def failing(self, module, fn, idxs):  # what torch-pruning does on ShuffleNetV2's shuffle + chunk
+        group = original(self, module, fn, idxs)
+        if any(getattr(dep.target.module, "cannot_group", False) for dep, _ in group):
+            raise IndexError("list index out of range")
+        return group
+
+    monkeypatch.setattr(tp.DependencyGraph, "get_pruning_group", failing)
+    result = prune(model, torch.randn(1, *INPUT), PruneConfig(method="l1", channel_ratio=0.5))
+    assert result.model.block[0].out_channels == 128 and result.model.last[0].out_channels < 192
+    assert any(line.endswith("torch-pruning cannot group its channels (IndexError)") for line in result.kept_layers), result.kept_layers

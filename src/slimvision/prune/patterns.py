@@ -149,6 +149,31 @@ class GuardedImportance(tp.importance.Importance):
             return None
 
 
+def ungroupable_layers(model: nn.Module, example_inputs: torch.Tensor, customized_pruners: dict) -> dict[str, str]:
+    """{layer name: error} for layers whose channel group torch-pruning fails to build.
+
+    A reshape it cannot map (a channel shuffle) can leave a later split without channel offsets,
+    so collecting the group of a layer upstream of it raises; those layers must be kept whole.
+    """
+    graph = tp.DependencyGraph().build_dependency(
+        model, example_inputs, unwrapped_parameters=bare_parameters(model), customized_pruners=customized_pruners
+    )
+    names = {module: name for name, module in model.named_modules()}
+    failed = {}
+    for module in list(graph.module2node):
+        pruner = graph.get_pruner_of_module(module) if isinstance(module, nn.Module) else None
+        if pruner is None or not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            continue
+        channels = pruner.get_out_channels(module)
+        if channels is None:
+            continue
+        try:
+            graph.get_pruning_group(module, pruner.prune_out_channels, list(range(channels)))
+        except Exception as exc:  # torch-pruning's grouping; the layer is what we need to know
+            failed[names.get(module, "?")] = f"torch-pruning cannot group its channels ({type(exc).__name__})"
+    return failed
+
+
 @contextlib.contextmanager
 def innermost_module_tracker(model: nn.Module) -> Iterator[list[str]]:
     """Yields a stack of the module names being executed; on an exception its top is the module that raised."""

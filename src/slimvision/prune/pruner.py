@@ -21,7 +21,7 @@ from slimvision.measure import count_macs, count_params
 from slimvision.prune.criteria import CRITERIA, Criterion
 from slimvision.prune.patterns import (
     GuardedImportance, KeptGroups, bare_parameters, broken_layer, find_attention_blocks, own_bare_parameters,
-    update_attention_attributes,
+    ungroupable_layers, update_attention_attributes,
 )
 from slimvision.prune.shortcut import CUSTOM_PRUNERS
 
@@ -113,6 +113,7 @@ class PruneState:
     fixed_names: list[str]
     keep_names: list[str] = field(default_factory=list)
     kept: KeptGroups = field(default_factory=KeptGroups)
+    ungroupable_checked: bool = False
 
     @classmethod
     def for_model(cls, model: nn.Module, example_inputs: torch.Tensor) -> "PruneState":
@@ -156,7 +157,11 @@ def build_pruner(
             customized_pruners=CUSTOM_PRUNERS,
         )
     except Exception as exc:  # torch-pruning traces the whole forward; never let its traceback reach the user
-        raise SlimvisionError(f"torch-pruning cannot trace {type(model).__name__}: {_first_line(exc)}") from None
+        raise GroupingError(f"torch-pruning cannot trace {type(model).__name__}: {_first_line(exc)}") from None
+
+
+class GroupingError(SlimvisionError):
+    """torch-pruning could not build or group the dependency graph of the model."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -196,7 +201,7 @@ def prune_once(
         except StopIteration:
             break
         except Exception as exc:  # scoring or grouping inside torch-pruning
-            raise SlimvisionError(f"torch-pruning failed while ranking channels of {type(model).__name__}: {_first_line(exc)}") from None
+            raise GroupingError(f"torch-pruning failed while ranking channels of {type(model).__name__}: {_first_line(exc)}") from None
         try:
             group.prune()
         except Exception as exc:
@@ -252,6 +257,11 @@ def prune_checked(
             failure = broken_layer(candidate, example_inputs, state.expected_shape)
         except LayerPruneError as exc:
             failure = (exc.layer, str(exc))
+        except GroupingError:
+            if state.ungroupable_checked:
+                raise
+            _keep_ungroupable(model, example_inputs, state)
+            continue
         if failure is None:
             return compact_tensors(candidate)
         layer, message = failure
@@ -266,6 +276,17 @@ def prune_checked(
         state.keep_names.append(keep)
         state.kept.reasons[keep] = f"kept whole: pruning broke {layer or 'the output'} ({message})"
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _keep_ungroupable(model: nn.Module, example_inputs: torch.Tensor, state: PruneState) -> None:
+    """Keep whole the layers whose channel group torch-pruning fails to build (once per `prune()` call)."""
+    state.ungroupable_checked = True
+    try:
+        failed = ungroupable_layers(model, example_inputs, CUSTOM_PRUNERS)
+    except Exception as exc:
+        raise GroupingError(f"torch-pruning cannot trace {type(model).__name__}: {_first_line(exc)}") from None
+    state.fixed_names.extend(name for name in failed if name not in state.fixed_names)
+    state.kept.reasons.update(failed)
 
 
 def compact_tensors(model: nn.Module) -> nn.Module:
