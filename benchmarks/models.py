@@ -152,25 +152,8 @@ def back_to_back(before, after, threads: int) -> dict[str, float]:
     return {str(b): first[b] / second[b] for b in LATENCY_BATCHES}
 
 
-def speedup_order(args: argparse.Namespace) -> Path:
-    """Back-to-back vs alternating timing of unpruned/pruned resnet56, and in-memory vs reloaded; returns the results file."""
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    torch.manual_seed(0)
-    model = create_model("resnet56").eval()
-    pruned = prune(model, torch.zeros(1, *SPEEDUP_INPUT), PruneConfig(method="l1", macs_ratio=0.4)).model.eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        save_artifact(pruned, ArchSpec("resnet56", {}).with_shapes_of(pruned), Path(tmp) / "p")
-        reloaded = load_artifact(Path(tmp) / "p").model
-    rows = []
-    for repetition in range(args.repetitions):
-        old = back_to_back(model, pruned, args.threads)
-        before, after = paired_latency_ms(model, pruned, SPEEDUP_INPUT, args.threads)
-        new = {b: before[b] / after[b] for b in before}
-        in_memory, from_disk = paired_latency_ms(pruned, reloaded, SPEEDUP_INPUT, args.threads)
-        copy_ratio = {b: in_memory[b] / from_disk[b] for b in in_memory}
-        load = Path("/proc/loadavg").read_text().split()[0]
-        rows.append((repetition + 1, old, new, copy_ratio, load))
-        print(rows[-1], flush=True)
+def write_speedup_order(rows: list, started: str, args: argparse.Namespace) -> Path:
+    """results/models_speedup_order.md from the repetitions done so far."""
 
     def spread(key: int, batch: str) -> str:
         values = [row[key][batch] for row in rows]
@@ -200,6 +183,29 @@ def speedup_order(args: argparse.Namespace) -> Path:
     ]
     out = RESULTS / "models_speedup_order.md"
     out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def speedup_order(args: argparse.Namespace) -> Path:
+    """Back-to-back vs alternating timing of unpruned/pruned resnet56, and in-memory vs reloaded; returns the results file."""
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    torch.manual_seed(0)
+    model = create_model("resnet56").eval()
+    pruned = prune(model, torch.zeros(1, *SPEEDUP_INPUT), PruneConfig(method="l1", macs_ratio=0.4)).model.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_artifact(pruned, ArchSpec("resnet56", {}).with_shapes_of(pruned), Path(tmp) / "p")
+        reloaded = load_artifact(Path(tmp) / "p").model
+    rows = []
+    for repetition in range(args.repetitions):
+        old = back_to_back(model, pruned, args.threads)
+        before, after = paired_latency_ms(model, pruned, SPEEDUP_INPUT, args.threads)
+        new = {b: before[b] / after[b] for b in before}
+        in_memory, from_disk = paired_latency_ms(pruned, reloaded, SPEEDUP_INPUT, args.threads)
+        copy_ratio = {b: in_memory[b] / from_disk[b] for b in in_memory}
+        load = Path("/proc/loadavg").read_text().split()[0]
+        rows.append((repetition + 1, old, new, copy_ratio, load))
+        print(rows[-1], flush=True)
+        out = write_speedup_order(rows, started, args)  # after each repetition, so a cut-short run still leaves a table
     return out
 
 
@@ -273,7 +279,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 32])
     parser.add_argument("--speedup-order", action="store_true", help="run the resnet56 timing-order check instead of the sweep")
     parser.add_argument("--repetitions", type=int, default=4, help="--speedup-order: how many times to repeat the timings")
+    parser.add_argument("--table-only", action="store_true", help="rewrite models.md from models.jsonl without sweeping")
     args = parser.parse_args()
+    if args.table_only:
+        print(write_table(latest_rows(RESULTS / "models.jsonl")))
+        return
     if args.speedup_order:
         print(speedup_order(args))
         return
