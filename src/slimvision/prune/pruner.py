@@ -1,8 +1,9 @@
 """`prune()`: physical channel removal with torch-pruning's dependency graph, to a MACs/params/channel budget.
 
-The budget is met by bisection on torch-pruning's channel ratio: each trial prunes a copy and
-measures MACs (or params) with the same counter `slimvision profile` uses, so the reported ratio
-is measured, not estimated.
+The budget is met by a bracketed search on torch-pruning's channel ratio: each trial prunes a
+copy, checks that it still runs with the same output shape (keeping whole, and naming, what
+broke), then measures MACs (or params) with the same counter `slimvision profile` uses, so the
+reported ratio is measured, not estimated. Which structures need help and how is in `patterns`.
 """
 
 from __future__ import annotations
