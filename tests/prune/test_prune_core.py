@@ -122,7 +122,7 @@ def test_iterative_pruning_runs_between_steps_and_reaches_budget():
     assert abs(result.macs_kept / 0.5 - 1) < 0.05
 
 
-def test_unsupported_custom_layer_is_named():
+def test_a_module_holding_a_bare_parameter_is_pruned_with_its_channels():
     class Mixer(nn.Module):
         def __init__(self):
             super().__init__()
@@ -132,8 +132,9 @@ def test_unsupported_custom_layer_is_named():
             return x * self.scale
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3), Mixer(), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
-    with pytest.raises(SlimvisionError, match=r"1 \(Mixer\).*--ignore-layers"):
-        prune(model, torch.zeros(1, 3, 16, 16), PruneConfig(channel_ratio=0.5))
+    result = prune(model, torch.zeros(1, 3, 16, 16), PruneConfig(channel_ratio=0.5))
+    assert result.model[1].scale.shape == (result.model[0].out_channels, 1, 1) and result.model[0].out_channels == 4
+    assert result.model(torch.randn(2, 3, 16, 16)).shape == (2, 4)
     with pytest.raises(ConfigError, match="unknown layers"):
         prune(model, torch.zeros(1, 3, 16, 16), PruneConfig(channel_ratio=0.5, ignore_layers=("nope",)))
 

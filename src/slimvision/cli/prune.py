@@ -62,3 +62,5 @@ def prune_command(
     pruned_acc = "n/a" if summary["accuracy_pruned"] is None else f"{summary['accuracy_pruned']:.4f}"
     table.add_row("accuracy (test)", f"{summary['accuracy_before']:.4f}", f"{summary['accuracy_after']:.4f}", f"right after pruning: {pruned_acc}")
     console.print(table)
+    if summary["kept_layers"]:
+        console.print("channels kept so the model still runs: " + "; ".join(summary["kept_layers"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +22,7 @@ from slimvision.prune.schedules import method_hooks
 from slimvision.train import Callback, Trainer, TrainConfig
 
 LATENCY_BATCHES = (1, 32)
+LATENCY_ROUNDS = 5
 
 
 @dataclasses.dataclass
@@ -32,9 +34,24 @@ class FinetuneConfig:
     seed: int = 0
 
 
-def latency_ms(model: nn.Module, input_size: tuple[int, ...], threads: int | None, repeats: int = 20) -> dict[str, float]:
+def paired_latency_ms(
+    before: nn.Module, after: nn.Module, input_size: tuple[int, ...], threads: int | None, rounds: int = LATENCY_ROUNDS, repeats: int = 4
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Latency (ms) of `before` and `after` per batch size, timed in alternating rounds (A, B, A, B, ...).
+
+    Each round takes the median of `repeats` runs after one warm-up; the result is the median of
+    the rounds. Timing the two models back to back, once each, lets whatever else the machine runs
+    in between decide the speed-up; alternating rounds expose both to the same conditions.
+    """
+    samples: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     with pinned_threads(threads):
-        return {str(b): measure_latency(model, input_size, b, warmup=5, repeats=repeats).median_ms for b in LATENCY_BATCHES}
+        for batch in LATENCY_BATCHES:
+            for _ in range(rounds):
+                for key, model in (("before", before), ("after", after)):
+                    stats = measure_latency(model, input_size, batch, warmup=1, repeats=repeats)
+                    samples[key].setdefault(str(batch), []).append(stats.median_ms)
+    medians = {key: {b: float(statistics.median(v)) for b, v in per_batch.items()} for key, per_batch in samples.items()}
+    return medians["before"], medians["after"]
 
 
 def finetune(model: nn.Module, train_set, val_set, config: FinetuneConfig, callbacks: Sequence[Callback] = ()) -> nn.Module:
@@ -93,7 +110,6 @@ def prune_artifact(
     input_size = train_set.spec.input_size
     example = torch.zeros(1, *input_size)
     accuracy_before = accuracy(source, test_set)
-    latency_before = latency_ms(source, input_size, threads)
 
     if CRITERIA.get(config.method).during_training:
         result = chex_prune(source, example, config, train_set, val_set, finetune_config)
@@ -109,7 +125,7 @@ def prune_artifact(
         finetune(result.model, train_set, val_set, finetune_config)
     pruned = result.model.eval()
     accuracy_after = accuracy(pruned, test_set)
-    latency_after = latency_ms(pruned, input_size, threads)
+    latency_before, latency_after = paired_latency_ms(source.eval(), pruned, input_size, threads)
     summary = {
         "method": config.method,
         "budget": dict([config.budget]),
@@ -118,6 +134,7 @@ def prune_artifact(
         "macs_before": result.macs_before,
         "macs_after": result.macs_after,
         "macs_kept": result.macs_kept,
+        "kept_layers": result.kept_layers,
         "accuracy_before": accuracy_before,
         "accuracy_pruned": accuracy_pruned,
         "accuracy_after": accuracy_after,
@@ -127,7 +144,10 @@ def prune_artifact(
         "finetune_epochs": finetune_config.epochs,
     }
     conditions = {
-        "latency": f"CPU, {threads or torch.get_num_threads()} threads, median of 20 runs after 5 warm-up, same process, eval fp32",
+        "latency": (
+            f"CPU, {threads or torch.get_num_threads()} threads, before/after in {LATENCY_ROUNDS} alternating rounds "
+            "(median of 4 runs after 1 warm-up each; median of the rounds), same process, eval fp32"
+        ),
         "accuracy": f"top-1 on the {test_set.spec.name} test split ({len(test_set)} images)",
         "input_size": list(input_size),
     }
