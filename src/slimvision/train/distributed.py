@@ -1,11 +1,13 @@
-"""Data-parallel training under `torchrun`: shard the data, average gradients, rank 0 writes.
+"""Data-parallel training under `torchrun`: the process group, rank 0 writes, and the supernet's gradient sync.
 
-`torchrun --nproc_per_node N -m slimvision ...` sets RANK/WORLD_SIZE; each process trains on
-every N-th sample with batch size / N, and gradients are averaged across processes before each
-optimizer step, so N processes follow one trajectory with the same global batch. Backend: gloo
-on CPU, NCCL on CUDA. Gradients are averaged by hand instead of wrapping the model in
-DistributedDataParallel because a supernet runs several different subnets per step, and which
-parameters get gradients changes every step (the same on every rank: the samplers share a seed).
+`torchrun --nproc_per_node N -m slimvision ...` sets RANK/WORLD_SIZE. Every training verb (train,
+prune fine-tuning, distill, QAT) runs inside `process_group()`; the Trainer then gives each rank
+its share of every global batch and wraps a fixed model in DistributedDataParallel (see
+slimvision.train.trainer). Backend: gloo on CPU, NCCL on CUDA.
+
+The supernet is the exception: it runs several different subnets per step, and which parameters
+get gradients changes every step (the same on every rank: the samplers share a seed), so it
+shards with `shard` and averages gradients by hand with `GradientAverager`.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
-from slimvision.data import TensorImageDataset
+from slimvision.data.base import ImageDataset, IndexedSubset
 from slimvision.train.callbacks import Callback
 
 
 def world_size() -> int:
+    """Processes in the run (1 outside torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank() -> int:
+    """This process's rank (0 outside torchrun)."""
     return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
@@ -42,12 +46,22 @@ def process_group() -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def shard(dataset: TensorImageDataset) -> TensorImageDataset:
-    """This rank's share: every world_size-th sample starting at its rank."""
+def is_lead() -> bool:
+    """True on the process that writes outputs (rank 0, or the only process)."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing to do outside torchrun)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def shard(dataset: ImageDataset) -> ImageDataset:
+    """This rank's share: every world_size-th sample starting at its rank (the supernet's sharding)."""
     if world_size() == 1:
         return dataset
-    r, n = rank(), world_size()
-    return TensorImageDataset(dataset.images[r::n], dataset.labels[r::n], dataset.spec, dataset.split)
+    return IndexedSubset(dataset, range(rank(), len(dataset), world_size()))
 
 
 class GradientAverager(Callback):
