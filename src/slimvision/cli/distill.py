@@ -37,6 +37,8 @@ def distill_command(
     default_lr = 0.01 if is_artifact_dir(student) else 0.1
     train_config = TrainConfig(epochs=epochs, lr=lr or default_lr, seed=seed, warmup_epochs=0 if is_artifact_dir(student) else 1)
     summary = distill_artifact(teacher, student, config, out, train_config, data, image_size, data_root)
+    if not summary:  # a data-parallel rank other than 0
+        return
     if json_output:
         print_json(summary)
     else:

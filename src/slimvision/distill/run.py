@@ -9,11 +9,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from slimvision.data import TensorImageDataset, load_splits
+from slimvision.data import ImageDataset, load_splits
 from slimvision.distill.distiller import DistillConfig, Distiller, copy_teacher
 from slimvision.io import load_artifact, resolve_model, save_artifact
 from slimvision.measure import accuracy
-from slimvision.train import Trainer, TrainConfig
+from slimvision.train import Trainer, TrainConfig, distributed, seed_everything
 
 
 @dataclass
@@ -23,7 +23,7 @@ class DistillResult:
 
 
 def distill(
-    student: nn.Module, teacher: nn.Module | None, train_set: TensorImageDataset, val_set: TensorImageDataset | None,
+    student: nn.Module, teacher: nn.Module | None, train_set: ImageDataset, val_set: ImageDataset | None,
     config: DistillConfig, train_config: TrainConfig,
 ) -> DistillResult:
     """Train `student` (in place) with `config.loss` against `teacher` (not modified) and return it."""
@@ -42,16 +42,30 @@ def distill_artifact(
     teacher: str | Path | None, student: str, config: DistillConfig, out_dir: str | Path, train_config: TrainConfig,
     data: str | None = None, image_size: int | None = None, data_root: str | None = None,
 ) -> dict[str, Any]:
-    """Distill from the teacher artifact into a student (zoo name or artifact dir, e.g. a pruned model) and save it."""
+    """Distill from the teacher artifact into a student (zoo name or artifact dir, e.g. a pruned model) and save it.
+
+    Under `torchrun` the student trains data-parallel; rank 0 saves and returns the summary, other ranks return {}.
+    """
+    with distributed.process_group():
+        return _distill_artifact(teacher, student, config, out_dir, train_config, data, image_size, data_root)
+
+
+def _distill_artifact(
+    teacher: str | Path | None, student: str, config: DistillConfig, out_dir: str | Path, train_config: TrainConfig,
+    data: str | None, image_size: int | None, data_root: str | None,
+) -> dict[str, Any]:
     teacher_artifact = load_artifact(teacher) if teacher else None
     student_model, arch, student_meta = resolve_model(student)
     recorded = student_meta.get("data") or (teacher_artifact.data_spec if teacher_artifact else None)
     train_set, val_set, test_set = load_splits(recorded, data, image_size, data_root)
-    if not student_meta:  # a zoo name: build it for this data
+    if not student_meta:  # a zoo name: build it for this data, initialised from the seed
+        seed_everything(train_config.seed)
         student_model, arch, _ = resolve_model(student, num_classes=train_set.spec.num_classes, in_chans=train_set.spec.in_chans)
     teacher_model = teacher_artifact.model if teacher_artifact else None
     accuracy_before = accuracy(student_model, test_set)
     result = distill(student_model, teacher_model, train_set, val_set, config, train_config)
+    if not distributed.is_lead():
+        return {}
     summary = {
         "loss": config.loss,
         "accuracy_student": accuracy(result.student, test_set),

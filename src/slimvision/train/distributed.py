@@ -18,6 +18,7 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 from slimvision.data.base import ImageDataset, IndexedSubset
 from slimvision.train.callbacks import Callback
@@ -62,6 +63,57 @@ def shard(dataset: ImageDataset) -> ImageDataset:
     if world_size() == 1:
         return dataset
     return IndexedSubset(dataset, range(rank(), len(dataset), world_size()))
+
+
+class GlobalBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose training statistics cover the global batch (all ranks); for CPU, where torch's SyncBatchNorm has no kernels.
+
+    Per-channel sums and squared sums are summed across ranks with torch's differentiable
+    all_reduce, so gradients flow through the shared statistics as they would in one process.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [d for d in range(x.dim()) if d != 1]
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        channels = x.shape[1]
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = (stats[channels : 2 * channels] / total - mean * mean).clamp_min(0.0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * total / (total - 1).clamp_min(1.0)
+                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+
+
+@contextmanager
+def global_batch_norm(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """While the block runs, the model's BatchNorm layers normalise over the global batch (CPU); restored after.
+
+    On CUDA torch's own SyncBatchNorm is the tool; this covers gloo on CPU. The layers keep their
+    parameters and buffers (only their class changes), so checkpoints and artifacts are unchanged.
+    """
+    swapped = [m for m in model.modules() if type(m) in (nn.BatchNorm1d, nn.BatchNorm2d)] if enabled else []
+    originals = [type(m) for m in swapped]
+    for module in swapped:
+        module.__class__ = GlobalBatchNorm
+    try:
+        yield
+    finally:
+        for module, cls in zip(swapped, originals):
+            module.__class__ = cls
 
 
 class GradientAverager(Callback):

@@ -33,6 +33,7 @@ from slimvision.progress import progress_bar
 from slimvision.train.callbacks import Callback
 from slimvision.train.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, set_rng_state
 from slimvision.train.config import TrainConfig
+from slimvision.train.distributed import global_batch_norm
 from slimvision.train.ema import ModelEMA
 
 # loss_fn(model, inputs, targets) -> (loss, logits)
@@ -151,7 +152,8 @@ class Trainer:
         else:
             seed_everything(cfg.seed)
         self._emit("on_train_begin")
-        with self._progress() as progress:
+        sync_bn = global_batch_norm(self.model, enabled=self.world_size > 1 and cfg.sync_bn)
+        with sync_bn, self._progress() as progress:
             task = progress.add_task("train", total=self.total_steps, completed=self.step)
             while self.epoch < cfg.epochs:
                 metrics = self._train_epoch(progress, task)
