@@ -110,7 +110,26 @@ def qat_finetune(model, train, val, config: QuantConfig):
 def quantize_artifact(
     model_dir: str | Path, config: QuantConfig, out_dir: str | Path, data: str | None = None, image_size: int | None = None, data_root: str | None = None
 ) -> dict[str, Any]:
-    """Quantize the model in `model_dir` to INT8, measure every runtime involved, and save the INT8 artifact."""
+    """Quantize the model in `model_dir` to INT8, measure every runtime involved, and save the INT8 artifact.
+
+    Under `torchrun` (QAT): every rank runs the QAT fine-tune data-parallel; rank 0 alone measures,
+    saves and returns the summary, other ranks return {}.
+    """
+    from slimvision.train import distributed
+
+    with distributed.process_group():
+        if not distributed.is_lead():
+            if config.mode == "qat":
+                artifact = load_artifact(model_dir)
+                train, val, _ = load_splits(artifact.data_spec, data, image_size, data_root)
+                qat_finetune(artifact.model.eval(), train, val, config)
+            return {}
+        return _quantize_artifact(model_dir, config, out_dir, data, image_size, data_root)
+
+
+def _quantize_artifact(
+    model_dir: str | Path, config: QuantConfig, out_dir: str | Path, data: str | None, image_size: int | None, data_root: str | None
+) -> dict[str, Any]:
     artifact = load_artifact(model_dir)
     train, val, test = load_splits(artifact.data_spec, data, image_size, data_root)
     if config.calib_samples > len(train):

@@ -82,7 +82,7 @@ def _train_run(spec: RunSpec, out_dir: Path, resume: bool, download: bool) -> di
         return {}
     final_model = trainer.eval_model
     metrics = {
-        "accuracy": accuracy(final_model, test_set),
+        "accuracy": accuracy(final_model, test_set, batch_size=spec.config.batch_size),
         "val_accuracy": result.final.get("val_accuracy"),
         "params": count_params(final_model),
         "macs": count_macs(final_model, data_spec.input_size),

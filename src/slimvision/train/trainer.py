@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -172,6 +173,7 @@ class Trainer:
         self._emit("on_epoch_begin", self.epoch)
         total_loss, seen = 0.0, 0
         skipped_before = len(self.loader.skipped)
+        started = time.perf_counter()
         for index, (inputs, targets) in enumerate(self.loader.epoch(self.epoch)):
             if index == self.steps_per_epoch:
                 break
@@ -185,16 +187,18 @@ class Trainer:
             seen += targets.shape[0]
             self._emit("on_batch_end", loss)
             progress.update(task, advance=1, description=f"epoch {self.epoch + 1}/{cfg.epochs} loss {loss:.3f}")
+        loop_seconds = time.perf_counter() - started
         skipped = len(self.loader.skipped) - skipped_before
         if self.world_size > 1:  # the epoch's numbers over all ranks
             counts = torch.tensor([skipped, seen, total_loss], dtype=torch.float64)
             dist.all_reduce(counts)
             skipped, seen, total_loss = int(counts[0]), int(counts[1]), float(counts[2])
-        metrics = {"epoch": self.epoch + 1, "train_loss": total_loss / max(seen, 1), "lr": self.optimizer.param_groups[0]["lr"]}
+        metrics = {"epoch": self.epoch + 1, "train_loss": total_loss / max(seen, 1), "lr": self.optimizer.param_groups[0]["lr"],
+                   "images_seen": seen, "images_per_second": seen / max(loop_seconds, 1e-9)}  # loading + training, all ranks
         if skipped or self.loader.skip_bad_images:
             metrics["skipped_images"] = skipped
         if self.val_set is not None and self.rank == 0:
-            metrics["val_accuracy"] = accuracy(self.eval_model, self.val_set)
+            metrics["val_accuracy"] = accuracy(self.eval_model, self.val_set, batch_size=self.config.batch_size)  # bounded memory at 224 px
         return metrics
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
