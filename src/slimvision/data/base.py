@@ -91,13 +91,17 @@ class LazyImages:
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self.dataset), *self.dataset.spec.input_size)
 
-    def __getitem__(self, key: int | slice) -> torch.Tensor:
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        """An int gives one image; a slice, a list or an index tensor give a stacked batch."""
         if isinstance(key, slice):
-            indices = range(*key.indices(len(self.dataset)))
-            if not indices:
-                return torch.empty(0, *self.dataset.spec.input_size)
-            return torch.stack([self.dataset[i][0] for i in indices])
-        return self.dataset[int(key)][0]
+            indices: Any = range(*key.indices(len(self.dataset)))
+        elif isinstance(key, (list, tuple)) or (torch.is_tensor(key) and key.ndim == 1):
+            indices = [int(i) for i in key]
+        else:
+            return self.dataset[int(key)][0]
+        if not indices:
+            return torch.empty(0, *self.dataset.spec.input_size)
+        return torch.stack([self.dataset[i][0] for i in indices])
 
 
 class IndexedSubset(ImageDataset):
