@@ -11,7 +11,11 @@ measured the same way); memory is the peak proportional set size (PSS: shared pa
 between the processes that share them) of each process tree, sampled from /proc every 0.2 s,
 plus the main process's own peak RSS (VmHWM).
 
-    nice -n 10 python benchmarks/data.py --images 10000 --steps 20 --rounds 2
+    nice -n 10 python benchmarks/data.py --images 10000 --steps 10 --rounds 2      # -> results/data.md
+    nice -n 10 python benchmarks/data.py --images 10000 --loader-only --rounds 2   # -> results/data_loader.md
+
+`--loader-only` leaves the model out: one full pass of slimvision's Loader (and of the plain
+DataLoader) over all images, so the data pipeline's own throughput and memory are seen alone.
 """
 
 from __future__ import annotations
@@ -75,6 +79,42 @@ for step, (x, y) in enumerate(loader):
     loss = torch.nn.functional.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
+    seen += len(y)
+print(json.dumps({"images_per_second": seen / (time.perf_counter() - start), "images": seen}))
+'''
+
+
+LOADER_ONLY = r'''
+import json, sys, time
+import numpy as np, torch
+from pathlib import Path
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from slimvision.data import Loader, TrainAugment, get_dataset
+
+root, batch, workers, which = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+data = get_dataset("imagefolder", "train", 224, root=str(root))
+augment = TrainAugment(data.spec, "resized", flip=True)
+if which == "slimvision":
+    loader = Loader(data, batch, shuffle=True, seed=0, workers=workers, augment=augment)
+else:
+    classes = sorted(p.name for p in (root / "train").iterdir())
+    files = [(str(f), i) for i, c in enumerate(classes) for f in sorted((root / "train" / c).iterdir())]
+
+    class Folder(Dataset):
+        def __len__(self):
+            return len(files)
+        def __getitem__(self, i):
+            path, label = files[i]
+            with Image.open(path) as img:
+                x = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+            for op in augment.ops:
+                x = op(x)
+            return x.squeeze(0), label
+
+    loader = DataLoader(Folder(), batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+start, seen = time.perf_counter(), 0
+for x, y in loader:
     seen += len(y)
 print(json.dumps({"images_per_second": seen / (time.perf_counter() - start), "images": seen}))
 '''
@@ -161,8 +201,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved A/B rounds")
-    parser.add_argument("--out", default=str(RESULTS / "data.md"))
+    parser.add_argument("--out", default=None, help="results file (default data.md, or data_loader.md with --loader-only)")
+    parser.add_argument("--loader-only", action="store_true", help="no model: one full pass of the loader over every image")
     args = parser.parse_args()
+    args.out = args.out or str(RESULTS / ("data_loader.md" if args.loader_only else "data.md"))
     started = time.perf_counter()
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -174,7 +216,12 @@ def main() -> None:
         results: dict[str, list] = {"slimvision": [], "plain": []}
         for round_index in range(args.rounds):
             for name in ("slimvision", "plain"):
-                if name == "slimvision":
+                if args.loader_only:
+                    command = [sys.executable, "-c", LOADER_ONLY, str(root), str(args.batch_size), str(args.workers), name]
+                    out, peaks = run_measured(command, env)
+                    report = json.loads(out.strip().splitlines()[-1])
+                    rate, seen = report["images_per_second"], report["images"]
+                elif name == "slimvision":
                     out_dir = Path(tmp) / f"run{round_index}"
                     command = [sys.executable, "-m", "slimvision", "train", "--model", "mobilenetv2", "--data", "imagefolder",
                                "--data-root", str(root), "--image-size", "224", "--workers", str(args.workers), "--epochs", "1",
@@ -200,8 +247,11 @@ def main() -> None:
             rows.append([name, index, f"{r['images_per_second']:.2f}", r["images"], f"{r['tree_pss_mb']:.0f}", f"{r['main_rss_mb']:.0f}", r["processes"]])
     peak_pss = max(r["tree_pss_mb"] for r in results["slimvision"])
     cond = conditions(threads=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    what = ("one full pass of the loader over every image, no model" if args.loader_only
+            else "training mobilenetv2 (zoo), SGD")
     lines = [
-        "# Streaming data: slimvision train vs a plain DataLoader loop", "",
+        f"# Streaming data: slimvision {'Loader' if args.loader_only else 'train'} vs a plain DataLoader loop", "",
+        f"Measured: {what}.", "",
         f"Folder: {args.images:,} generated 224x224 JPEGs in {args.classes} classes (train/) + {10 * args.classes} in val/, "
         f"{folder_mb:.0f} MB on disk (generated in {generate_s:.0f} s). Model mobilenetv2 (zoo), batch {args.batch_size}, "
         f"{args.workers} loader workers, SGD; train transform kornia RandomResizedCrop(224) + flip + normalise on both sides.",
@@ -210,7 +260,8 @@ def main() -> None:
         f"ratio **{ratio:.3f}** (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})",
         f"- peak memory of the slimvision process tree (PSS, trainer + {args.workers} workers): **{peak_pss:.0f} MB** "
         f"(target < 3 GB: {'met' if peak_pss < 3072 else 'NOT met'})",
-        f"- steps per run: {steps} ({'capped with --max-steps-per-epoch; the full epoch is ' + str(-(-args.images // args.batch_size)) + ' steps' if args.steps else 'the full epoch'})",
+        f"- steps per run: {'the full epoch' if args.loader_only else steps} "
+        f"({'' if args.loader_only or not args.steps else 'capped with --max-steps-per-epoch; '}the full epoch is {-(-args.images // args.batch_size)} steps)",
         "", markdown_table(["run", "round", "images/s", "images", "tree PSS MB", "main RSS MB", "processes"], rows), "",
         "Both runs list the whole 10,000-file folder; images are decoded one at a time in the workers, so memory does",
         "not grow with the folder size. Throughput is measured over the training loop only (slimvision: the `images_per_second`",

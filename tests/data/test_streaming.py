@@ -209,3 +209,18 @@ def test_cli_train_skips_bad_images_and_reports_the_count(cli, tmp_path):
     assert json.loads(out)["skipped_images"] == 1 and "003.jpg" in err
     meta = json.loads((tmp_path / "lenient" / "meta.json").read_text())
     assert meta["train_transform"]["library"] == "kornia" and meta["data"]["preprocess"]["crop"] == 12
+
+
+def test_a_dataset_is_registered_with_one_line_and_names_are_not_overwritten():
+    from slimvision.data import DATASETS, TensorImageDataset, register_dataset
+    from slimvision.errors import ConfigError
+
+    def load_tiny(split, image_size, root, **options):
+        spec = DataSpec("tiny-test", 2, 1, image_size, [0.0], [1.0])
+        return TensorImageDataset(torch.zeros(4, 1, image_size, image_size), torch.tensor([0, 1, 0, 1]), spec, split)
+
+    if "tiny-test" not in DATASETS:
+        register_dataset("tiny-test", load_tiny, default_image_size=6)
+    assert get_dataset("tiny-test", "val").images.shape == (4, 1, 6, 6)
+    with pytest.raises(ConfigError, match="already registered"):
+        register_dataset("digits", load_tiny, default_image_size=8)

@@ -39,7 +39,7 @@ def test_kill_nine_mid_epoch_with_workers_then_resume_matches_uninterrupted(cli,
     while not (cut / "checkpoints" / "epoch_0001").is_dir():
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.01)
-    time.sleep(0.3)  # well inside epoch 2 (36 steps)
+    time.sleep(0.05)  # inside epoch 2 (36 steps of loading and training)
     os.killpg(process.pid, signal.SIGKILL)  # the trainer and its loader workers
     process.wait()
     assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["epoch_0001"], "killed after epoch 2 ended: not mid-epoch"
