@@ -193,6 +193,43 @@ def run_measured(command: list[str], env: dict) -> tuple[str, dict]:
     return out, peaks
 
 
+def write_results(args, results: dict, folder: dict, started: float) -> None:
+    """Write the markdown + JSON results so far (called after every run, so a cut-short run keeps its rows)."""
+    done = {name: rows for name, rows in results.items() if rows}
+    median = {name: statistics.median(r["images_per_second"] for r in rows) for name, rows in done.items()}
+    ratio = median["slimvision"] / median["plain"] if len(median) == 2 else None
+    rows = [[name, index, f"{r['images_per_second']:.2f}", r["images"], f"{r['tree_pss_mb']:.0f}", f"{r['main_rss_mb']:.0f}", r["processes"], r["load_1min"]]
+            for index in range(args.rounds) for name in results if index < len(results[name]) for r in [results[name][index]]]
+    peak_pss = max((r["tree_pss_mb"] for r in results["slimvision"]), default=float("nan"))
+    peak_main = max((r["main_rss_mb"] for r in results["slimvision"]), default=float("nan"))
+    cond = conditions(threads=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    full_steps = -(-args.images // args.batch_size)
+    what = "one full pass of the loader over every image, no model" if args.loader_only else "training mobilenetv2 (zoo), SGD"
+    rounds_done = min(len(r) for r in results.values())
+    verdict = "n/a (a side has no run yet)" if ratio is None else f"**{ratio:.3f}** (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})"
+    lines = [
+        f"# Streaming data: slimvision {'Loader' if args.loader_only else 'train'} vs a plain DataLoader loop", "",
+        f"Measured: {what}. Folder: {args.images:,} generated 224x224 JPEGs in {args.classes} classes (train/) + "
+        f"{10 * args.classes} in val/, {folder['mb']:.0f} MB on disk (generated in {folder['seconds']:.0f} s). Batch {args.batch_size}, "
+        f"{args.workers} loader workers; train transform kornia RandomResizedCrop(224) + flip + normalise on both sides.", "",
+        f"- images/s, median over runs: slimvision **{median.get('slimvision', float('nan')):.2f}**, plain loop "
+        f"**{median.get('plain', float('nan')):.2f}**; ratio {verdict}; {rounds_done} of {args.rounds} interleaved rounds complete",
+        f"- peak memory of the slimvision process tree (PSS: trainer + {args.workers} workers, shared pages split): **{peak_pss:.0f} MB**; "
+        f"main process peak RSS **{peak_main:.0f} MB** (target < 3 GB: {'met' if max(peak_pss, peak_main) < 3072 else 'NOT met'})",
+        f"- steps per run: {'the full epoch' if args.loader_only else (str(args.steps) + ', capped with --max-steps-per-epoch' if args.steps else 'the full epoch')} "
+        f"(the full epoch is {full_steps} steps)",
+        "", markdown_table(["run", "round", "images/s", "images", "tree PSS MB", "main RSS MB", "processes", "load (1 min) before"], rows), "",
+        "Both sides list the whole folder up front and decode one image at a time in the workers, so memory does not grow with",
+        "the folder's size. Throughput covers the loop only (slimvision: `images_per_second` of its epoch record, from",
+        "loader start to the last step; plain: the same span), sides interleaved A/B in separate processes.", "",
+        *conditions_markdown({**cond, "machine": "shared with other jobs (heavily contended; see the load column); "
+                              "compare the two sides only through the interleaved ratio",
+                              "command": "nice -n 10 python benchmarks/data.py " + " ".join(sys.argv[1:])}, time.perf_counter() - started),
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"results": results, "median": median, "ratio": ratio, "args": vars(args)}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10_000)
@@ -210,12 +247,13 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory(prefix="slimvision-data-bench-") as tmp:
         root = Path(tmp) / "images"
-        generate_s = make_folder(root, args.images, args.classes, val_per_class=10)
-        folder_mb = sum(f.stat().st_size for f in root.rglob("*.jpg")) / 2**20
+        seconds = make_folder(root, args.images, args.classes, val_per_class=10)
+        folder = {"seconds": seconds, "mb": sum(f.stat().st_size for f in root.rglob("*.jpg")) / 2**20}
         steps = args.steps or -(-args.images // args.batch_size)
         results: dict[str, list] = {"slimvision": [], "plain": []}
         for round_index in range(args.rounds):
             for name in ("slimvision", "plain"):
+                load = round(os.getloadavg()[0], 1)
                 if args.loader_only:
                     command = [sys.executable, "-c", LOADER_ONLY, str(root), str(args.batch_size), str(args.workers), name]
                     out, peaks = run_measured(command, env)
@@ -236,44 +274,10 @@ def main() -> None:
                     out, peaks = run_measured(command, env)
                     report = json.loads(out.strip().splitlines()[-1])
                     rate, seen = report["images_per_second"], report["images"]
-                results[name].append({"images_per_second": rate, "images": seen, **peaks})
-                print(f"round {round_index} {name}: {rate:.1f} img/s, tree PSS {peaks['tree_pss_mb']:.0f} MB", flush=True)
-        load = os.getloadavg()
-    median = {name: statistics.median(r["images_per_second"] for r in rows) for name, rows in results.items()}
-    ratio = median["slimvision"] / median["plain"]
-    rows = []
-    for name, runs in results.items():
-        for index, r in enumerate(runs):
-            rows.append([name, index, f"{r['images_per_second']:.2f}", r["images"], f"{r['tree_pss_mb']:.0f}", f"{r['main_rss_mb']:.0f}", r["processes"]])
-    peak_pss = max(r["tree_pss_mb"] for r in results["slimvision"])
-    cond = conditions(threads=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
-    what = ("one full pass of the loader over every image, no model" if args.loader_only
-            else "training mobilenetv2 (zoo), SGD")
-    lines = [
-        f"# Streaming data: slimvision {'Loader' if args.loader_only else 'train'} vs a plain DataLoader loop", "",
-        f"Measured: {what}.", "",
-        f"Folder: {args.images:,} generated 224x224 JPEGs in {args.classes} classes (train/) + {10 * args.classes} in val/, "
-        f"{folder_mb:.0f} MB on disk (generated in {generate_s:.0f} s). Model mobilenetv2 (zoo), batch {args.batch_size}, "
-        f"{args.workers} loader workers, SGD; train transform kornia RandomResizedCrop(224) + flip + normalise on both sides.",
-        "",
-        f"- slimvision images/s (median of {args.rounds}): **{median['slimvision']:.2f}**; plain loop: **{median['plain']:.2f}**; "
-        f"ratio **{ratio:.3f}** (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})",
-        f"- peak memory of the slimvision process tree (PSS, trainer + {args.workers} workers): **{peak_pss:.0f} MB** "
-        f"(target < 3 GB: {'met' if peak_pss < 3072 else 'NOT met'})",
-        f"- steps per run: {'the full epoch' if args.loader_only else steps} "
-        f"({'' if args.loader_only or not args.steps else 'capped with --max-steps-per-epoch; '}the full epoch is {-(-args.images // args.batch_size)} steps)",
-        "", markdown_table(["run", "round", "images/s", "images", "tree PSS MB", "main RSS MB", "processes"], rows), "",
-        "Both runs list the whole 10,000-file folder; images are decoded one at a time in the workers, so memory does",
-        "not grow with the folder size. Throughput is measured over the training loop only (slimvision: the `images_per_second`",
-        "of its epoch record; plain: the same span), interleaved A/B in separate processes.",
-        "",
-        *conditions_markdown({**cond, "load average after the runs (1/5/15 min)": " / ".join(f"{x:.1f}" for x in load),
-                              "machine": "shared with other jobs (contended); ratios are from interleaved rounds",
-                              "command": "nice -n 10 python benchmarks/data.py " + " ".join(sys.argv[1:])}, time.perf_counter() - started),
-    ]
-    Path(args.out).write_text("\n".join(lines))
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"results": results, "median": median, "ratio": ratio, "args": vars(args)}, indent=2))
-    print("\n".join(lines))
+                results[name].append({"images_per_second": rate, "images": seen, "load_1min": load, **peaks})
+                print(f"round {round_index} {name}: {rate:.2f} img/s, tree PSS {peaks['tree_pss_mb']:.0f} MB", flush=True)
+                write_results(args, results, folder, started)
+    print(Path(args.out).read_text())
 
 
 if __name__ == "__main__":
