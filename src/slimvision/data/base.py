@@ -56,6 +56,7 @@ class ImageDataset(Dataset):
     train_crop = "pad"
     flip_ok = False
     loader_workers = 0  # default DataLoader workers for this dataset (set by the run's --workers)
+    skip_bad_images = False  # loaders leave out (and count) undecodable images instead of stopping
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -113,6 +114,7 @@ class IndexedSubset(ImageDataset):
         self.spec, self.split = parent.spec, parent.split
         self.labels = parent.labels[self.indices]
         self.train_crop, self.flip_ok, self.loader_workers = parent.train_crop, parent.flip_ok, parent.loader_workers
+        self.skip_bad_images = parent.skip_bad_images
 
     def read(self, index: int) -> torch.Tensor:
         return self.parent.read(self.indices[index])

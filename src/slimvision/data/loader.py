@@ -112,7 +112,7 @@ class Loader:
         if workers < 0:
             raise ConfigError(f"workers must be >= 0, got {workers}")
         self.dataset = dataset
-        self.skip_bad_images = getattr(dataset, "skip_bad_images", False) if skip_bad_images is None else skip_bad_images
+        self.skip_bad_images = dataset.skip_bad_images if skip_bad_images is None else skip_bad_images
         self.sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed, epoch, rank, world_size)
         self.skipped: list[str] = []
         self._loader = DataLoader(

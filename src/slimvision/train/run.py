@@ -58,6 +58,8 @@ def _train_run(spec: RunSpec, out_dir: Path, resume: bool, download: bool) -> di
         raise ConfigError(f"unknown model {spec.model!r}; known: {', '.join(MODELS.names())}")
     if not resume and checkpoint_dirs(out_dir):
         raise ConfigError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    if spec.skip_bad_images and spec.data != "imagefolder":
+        raise ConfigError(f"--skip-bad-images applies to imagefolder data (image files decoded one by one), not {spec.data!r}")
     lead = distributed.rank() == 0
     options = {"skip_bad_images": True} if spec.skip_bad_images else {}
     if download and lead:
