@@ -6,14 +6,15 @@ has the standard pieces: RandomResizedCrop, pad-and-crop, flips, TrivialAugment,
 MixUp, CutMix, resize and centre crop.
 
 Determinism: kornia draws its random parameters from torch's global generator, so every sample
-is augmented inside `torch.random.fork_rng` seeded by `sample_seed(seed, epoch, index)`. The
+is augmented with that generator seeded by `sample_seed(seed, epoch, index)` and restored after. The
 result depends only on those three numbers, not on the worker that decodes the sample, the
 number of workers or the process rank.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
@@ -22,6 +23,22 @@ from slimvision.errors import ConfigError
 
 AUTO_AUGMENT = ("trivialaugment", "randaugment")
 CENTRE_CROP_FRACTION = 0.875  # eval: resize the shorter side to S / 0.875, then take the central S x S
+
+
+@contextmanager
+def seeded_cpu_rng(seed: int) -> Iterator[None]:
+    """Torch's CPU generator (which kornia draws from) seeded with `seed` for the block, then restored.
+
+    Cheaper than `fork_rng` + `torch.manual_seed` (which also seeds every other device) and
+    just as deterministic: transforms here run on CPU tensors.
+    """
+    generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -107,8 +124,7 @@ class TrainAugment:
     def __call__(self, image: torch.Tensor, seed: int) -> torch.Tensor:
         """The augmented, normalised (C, S, S) image; the same (image, seed) always gives the same result."""
         x = image.unsqueeze(0)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_cpu_rng(seed):
             if self.crop == "pad" and tuple(x.shape[-2:]) != (self.size, self.size):
                 x = self.fit(x)
             for op in self.ops:
@@ -141,8 +157,7 @@ class BatchMixer:
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(mixed images, (B, num_classes) soft targets); targets stay one-hot when the batch is not mixed."""
         soft = torch.nn.functional.one_hot(targets, self.num_classes).float()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_cpu_rng(seed):
             draw = torch.rand(()).item()
             if draw < self.mixup:
                 images, mixed = self.mixup_op(images, targets)
