@@ -43,7 +43,7 @@ def test_loader_order_depends_only_on_seed_and_epoch():
 def _write_batch(path, n=6):
     data = np.random.randint(0, 255, (n, 3072), dtype=np.uint8)
     with open(path, "wb") as f:
-        pickle.dump({b"data": data, b"labels": list(range(n))}, f)
+        pickle.dump({b"data": data, b"labels": [i % 10 for i in range(n)]}, f)
 
 
 def test_cifar10_reads_python_batches(tmp_path):

@@ -76,9 +76,17 @@ def train_command(
     model: Optional[str] = typer.Option(None, "--model", help="Zoo name (see `slimvision models`), module:function, path/to/file.py:function, timm:NAME or torchvision:NAME."),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
     weights: Optional[str] = typer.Option(None, "--weights", help="Start from these weights (.pt loaded as tensors only, or .safetensors)."),
-    data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | imagefolder | synthetic."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | cifar100 | imagefolder | synthetic."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / cifar100 / imagefolder (ImageNet layout: train/ and val/)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Loader worker processes (default 0); results do not depend on it."),
+    download: bool = typer.Option(False, "--download", help="cifar10/cifar100: fetch the official archive into --data-root if absent (md5-checked)."),
+    skip_bad_images: bool = typer.Option(False, "--skip-bad-images", help="Leave out images that cannot be decoded (each named on stderr, counted in the metrics)."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Crop + flip augmentation (default on)."),
+    auto_augment: Optional[str] = typer.Option(None, "--auto-augment", help="trivialaugment | randaugment (RGB data)."),
+    mixup: Optional[float] = typer.Option(None, "--mixup", callback=fraction, help="Probability that a batch is mixed with MixUp (default 0)."),
+    cutmix: Optional[float] = typer.Option(None, "--cutmix", callback=fraction, help="Probability that a batch is mixed with CutMix (default 0)."),
+    max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Train on at most this many batches per epoch."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size (default 64)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (default) or adamw."),
@@ -101,6 +109,7 @@ def train_command(
     options = {
         "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
         "label_smoothing": label_smoothing, "ema_decay": ema_decay, "seed": seed, "save_every": save_every,
+        "augment": augment, "auto_augment": auto_augment, "mixup": mixup, "cutmix": cutmix, "max_steps_per_epoch": max_steps_per_epoch,
     }
     given = {k: v for k, v in options.items() if v is not None}
     if resume:
@@ -112,6 +121,8 @@ def train_command(
         for key, value in asked.items():
             if value is not None and recorded.get(key) != value:
                 raise ConfigError(f"--resume: {key}={value!r} differs from the run's recorded {recorded.get(key)!r} in {out / 'run.json'}")
+        if workers is not None:  # the worker count never changes the result, so a resumed run may use another
+            spec.config.workers = workers
     else:
         if model is None or data is None:
             raise ConfigError("train needs --model and --data (or --resume with an existing --out)")
@@ -119,16 +130,21 @@ def train_command(
 
         source = model_source(model, model_kwargs, weights)
         kind, target = parse_model_source(model)
+        config = TrainConfig(**given, **({"workers": workers} if workers is not None else {}))
         # run.json keeps a file builder's absolute path, so --resume works from any directory
-        spec = RunSpec(target if kind == FILE else model, data, image_size, data_root, source.kwargs, TrainConfig(**given), source.weights)
+        spec = RunSpec(target if kind == FILE else model, data, image_size, data_root, source.kwargs,
+                       skip_bad_images=skip_bad_images, config=config, weights=source.weights)
         guard_output(out, [data_root, weights], overwrite, hint="pass --resume to continue it or --overwrite to start over")
         if overwrite:
             remove_run_files(out)
-    metrics = train_run(spec, out, resume=resume)
+    metrics = train_run(spec, out, resume=resume, download=download)
+    if not metrics:  # a data-parallel rank other than 0: rank 0 prints
+        return
     if json_output:
         print_json(metrics)
     else:
-        console.print(f"[green]trained[/green] {spec.model} on {spec.data}: test accuracy {metrics['accuracy']:.4f} -> {out}")
+        skipped = f", {metrics['skipped_images']} unreadable images skipped" if "skipped_images" in metrics else ""
+        console.print(f"[green]trained[/green] {spec.model} on {spec.data}: test accuracy {metrics['accuracy']:.4f}{skipped} -> {out}")
 
 
 @app.command("eval")

@@ -51,6 +51,8 @@ def distill_command(
     student_source = model_source(student, student_kwargs, student_weights)
     teacher_source = model_source(teacher, teacher_kwargs, teacher_weights)
     summary = distill_artifact(teacher_source, student_source, config, out, train_config, data, image_size, data_root)
+    if not summary:  # a data-parallel rank other than 0
+        return
     if json_output:
         print_json(summary)
     else:

@@ -49,6 +49,8 @@ def prune_command(
         seed=seed, saliency=saliency, sparsity_epochs=sparsity_epochs,
     )
     summary = prune_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root, FinetuneConfig(epochs=finetune_epochs, lr=lr, seed=seed), threads)
+    if not summary:  # a data-parallel rank other than 0
+        return
     if json_output:
         print_json(summary)
         return

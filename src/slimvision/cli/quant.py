@@ -45,6 +45,8 @@ def quantize_command(
         accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed,
     )
     summary = quantize_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root)
+    if not summary:  # a data-parallel rank other than 0
+        return
     if not summary["within_accuracy_limit"]:
         drop = 100 * (summary["accuracy_fp32"] - summary["accuracy_int8"])
         err_console.print(f"[yellow]warning: {summary['backend']} INT8 top-1 is {drop:.1f} points below fp32, more than --accuracy-limit "

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from slimvision.data import TensorImageDataset, load_splits
+from slimvision.data import ImageDataset, load_splits
 from slimvision.distill.distiller import DistillConfig, Distiller, copy_teacher
 from slimvision.io import resolve_model, save_artifact, source_meta
 from slimvision.measure import accuracy
 from slimvision.models.sources import ModelSource
-from slimvision.train import Trainer, TrainConfig
+from slimvision.train import Trainer, TrainConfig, distributed, seed_everything
 
 
 @dataclass
@@ -24,7 +24,7 @@ class DistillResult:
 
 
 def distill(
-    student: nn.Module, teacher: nn.Module | None, train_set: TensorImageDataset, val_set: TensorImageDataset | None,
+    student: nn.Module, teacher: nn.Module | None, train_set: ImageDataset, val_set: ImageDataset | None,
     config: DistillConfig, train_config: TrainConfig,
 ) -> DistillResult:
     """Train `student` (in place) with `config.loss` against `teacher` (not modified) and return it."""
@@ -43,15 +43,29 @@ def distill_artifact(
     teacher: str | Path | ModelSource | None, student: str | ModelSource, config: DistillConfig, out_dir: str | Path, train_config: TrainConfig,
     data: str | None = None, image_size: int | None = None, data_root: str | None = None,
 ) -> dict[str, Any]:
-    """Distill from the teacher into a student (each an artifact dir, e.g. a pruned model, or any model source) and save it."""
+    """Distill from the teacher into a student (each an artifact dir, e.g. a pruned model, or any model source) and save it.
+
+    Under `torchrun` the student trains data-parallel; rank 0 saves and returns the summary, other ranks return {}.
+    """
+    with distributed.process_group():
+        return _distill_artifact(teacher, student, config, out_dir, train_config, data, image_size, data_root)
+
+
+def _distill_artifact(
+    teacher: str | Path | ModelSource | None, student: str | ModelSource, config: DistillConfig, out_dir: str | Path, train_config: TrainConfig,
+    data: str | None, image_size: int | None, data_root: str | None,
+) -> dict[str, Any]:
     student_meta, teacher_meta = source_meta(student), source_meta(teacher) if teacher else {}
     recorded = student_meta.get("data") or teacher_meta.get("data")
     train_set, val_set, test_set = load_splits(recorded, data, image_size, data_root)
     classes = {"num_classes": train_set.spec.num_classes, "in_chans": train_set.spec.in_chans}  # for sources built here
+    seed_everything(train_config.seed)  # a student built here is initialised from the seed, identically on every rank
     student_model, arch, _ = resolve_model(student, **classes)
     teacher_model = resolve_model(teacher, **classes)[0] if teacher else None
     accuracy_before = accuracy(student_model, test_set)
     result = distill(student_model, teacher_model, train_set, val_set, config, train_config)
+    if not distributed.is_lead():
+        return {}
     summary = {
         "loss": config.loss,
         "accuracy_student": accuracy(result.student, test_set),

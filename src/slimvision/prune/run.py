@@ -19,7 +19,7 @@ from slimvision.prune.chex import ChexConfig, ChexExplorer
 from slimvision.prune.criteria import CRITERIA
 from slimvision.prune.pruner import PruneConfig, PruneResult, classifier_layers, prune, resolve_ignored
 from slimvision.prune.schedules import method_hooks
-from slimvision.train import Callback, Trainer, TrainConfig
+from slimvision.train import Callback, Trainer, TrainConfig, distributed
 
 LATENCY_BATCHES = (1, 32)
 LATENCY_ROUNDS = 5
@@ -101,7 +101,20 @@ def prune_artifact(
     finetune_config: FinetuneConfig | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Prune a model directory (or zoo model) and save the result; returns the before/after summary."""
+    """Prune a model directory (or zoo model) and save the result; returns the before/after summary.
+
+    Under `torchrun` every rank prunes the same way and fine-tunes data-parallel; rank 0 measures,
+    saves and returns the summary, other ranks return {}.
+    """
+    with distributed.process_group():
+        return _prune_artifact(model, config, out_dir, data, image_size, data_root, finetune_config, threads)
+
+
+def _prune_artifact(
+    model: str, config: PruneConfig, out_dir: str | Path, data: str | None, image_size: int | None, data_root: str | None,
+    finetune_config: FinetuneConfig | None, threads: int | None,
+) -> dict[str, Any]:
+    lead = distributed.is_lead()
     finetune_config = finetune_config or FinetuneConfig(seed=config.seed)
     source, arch, meta = resolve_model(model)
     train_set, val_set, test_set = load_splits(meta.get("data"), data, image_size, data_root)
@@ -124,6 +137,8 @@ def prune_artifact(
         accuracy_pruned = accuracy(result.model, test_set)
         finetune(result.model, train_set, val_set, finetune_config)
     pruned = result.model.eval()
+    if not lead:
+        return {}
     accuracy_after = accuracy(pruned, test_set)
     latency_before, latency_after = paired_latency_ms(source.eval(), pruned, input_size, threads)
     summary = {

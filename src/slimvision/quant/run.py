@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from slimvision.data import TensorImageDataset, load_splits
+from slimvision.data import ImageDataset, TensorImageDataset, load_splits
 from slimvision.errors import ArtifactError, ConfigError
 from slimvision.io import atomic_directory, atomic_write_bytes, atomic_write_json, environment_record, read_json, resolve_model, source_meta
 from slimvision.measure import pinned_threads
@@ -115,12 +115,12 @@ def qat_finetune(model, train, val, config: QuantConfig):
     return torchao_int8.convert_qat(prepared)
 
 
-def calibration_images(data: Any) -> torch.Tensor:
+def calibration_images(data: Any, limit: int | None = None) -> torch.Tensor:
     """All images of `data`: a (N, C, H, W) tensor, a TensorImageDataset, or an iterable of batches (images or (images, labels))."""
     if isinstance(data, torch.Tensor):
         images = data
-    elif isinstance(data, TensorImageDataset):
-        images = data.images
+    elif isinstance(data, ImageDataset):
+        images = data.images[: limit if limit is not None else len(data)]  # a streamed dataset decodes only what calibration uses
     else:
         try:
             batches = [batch[0] if isinstance(batch, (tuple, list)) else batch for batch in data]
@@ -193,7 +193,7 @@ def quantize(
     limit; `validation` is needed to rank layers for `keep_float`. `model` itself is not modified.
     """
     config = config or QuantConfig()
-    images = calibration_images(calibration)
+    images = calibration_images(calibration, config.calib_samples)
     if config.calib_samples > len(images):
         raise ConfigError(f"--calib-samples {config.calib_samples} exceeds the {len(images)} calibration images")
     if config.backend == "auto" and evaluation is None:
@@ -285,15 +285,26 @@ def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example,
 def quantize_artifact(
     model_dir: str | Path | ModelSource, config: QuantConfig, out_dir: str | Path, data: str | None = None, image_size: int | None = None, data_root: str | None = None
 ) -> dict[str, Any]:
-    """Quantize a model directory (or any model source, given `data`) to INT8, measure every runtime involved, and save the INT8 artifact."""
-    meta = source_meta(model_dir)
-    train, val, test = load_splits(meta.get("data"), data, image_size, data_root)
-    model, _, _ = resolve_model(model_dir, num_classes=train.spec.num_classes, in_chans=train.spec.in_chans)
-    if config.calib_samples > len(train):
-        raise ConfigError(f"--calib-samples {config.calib_samples} exceeds the {len(train)} training images")
-    result = quantize(model, train, config, evaluation=test, validation=val)
-    result.save(out_dir, train.spec.to_dict(), config, str(model_dir))
-    return result.summary
+    """Quantize a model directory (or any model source, given `data`) to INT8, measure every runtime involved, and save the INT8 artifact.
+
+    Under `torchrun` (QAT): every rank runs the QAT fine-tune data-parallel; rank 0 alone measures,
+    saves and returns the summary, other ranks return {}.
+    """
+    from slimvision.train import distributed
+
+    with distributed.process_group():
+        meta = source_meta(model_dir)
+        train, val, test = load_splits(meta.get("data"), data, image_size, data_root)
+        model, _, _ = resolve_model(model_dir, num_classes=train.spec.num_classes, in_chans=train.spec.in_chans)
+        if not distributed.is_lead():
+            if config.mode == "qat":
+                qat_finetune(model.eval(), train, val, config)
+            return {}
+        if config.calib_samples > len(train):
+            raise ConfigError(f"--calib-samples {config.calib_samples} exceeds the {len(train)} training images")
+        result = quantize(model, train, config, evaluation=test, validation=val)
+        result.save(out_dir, train.spec.to_dict(), config, str(model_dir))
+        return result.summary
 
 
 def recorded_input_size(meta: dict[str, Any]) -> tuple[int, ...]:

@@ -23,7 +23,13 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     ema_decay: float | None = None
-    augment: bool = True  # random shifts of up to 1/8 of the image side
+    augment: bool = True  # pad-and-crop (small images) or random-resized crop (photos), plus flips where labels allow
+    auto_augment: str | None = None  # "trivialaugment" | "randaugment" (kornia), after crop and flip
+    mixup: float = 0.0  # probability that a batch is mixed with MixUp
+    cutmix: float = 0.0  # probability that a batch is mixed with CutMix (at most one of the two per batch)
+    workers: int = 0  # loader worker processes (results do not depend on it)
+    sync_bn: bool = True  # under torchrun, BatchNorm statistics over the global batch (as one process would compute them)
+    max_steps_per_epoch: int | None = None  # train on at most this many batches per epoch (quick runs, benchmarks)
     seed: int = 0
     save_every: int = 1  # checkpoint every N epochs (0 = only the last)
     grad_clip: float | None = None
@@ -47,6 +53,12 @@ class TrainConfig:
             raise ConfigError(f"save-every must be >= 0, got {self.save_every}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"EMA decay must be in (0, 1), got {self.ema_decay}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(f"max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
+        if not (0.0 <= self.mixup <= 1.0 and 0.0 <= self.cutmix <= 1.0 and self.mixup + self.cutmix <= 1.0):
+            raise ConfigError(f"mixup and cutmix are probabilities with a sum <= 1, got {self.mixup} and {self.cutmix}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
 

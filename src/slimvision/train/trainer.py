@@ -1,31 +1,40 @@
 """The one training loop: optimizer + warm-up/cosine schedule, EMA, AMP on CUDA, checkpoints, resume.
 
-Resuming is exact: the data order and augmentation of epoch e depend only on (seed, e), and a
-checkpoint holds weights, optimizer state, EMA, step count and RNG state, so an interrupted run
-continued with `resume=True` ends with the same weights as an uninterrupted one.
+Resuming is exact: the data order of epoch e depends only on (seed, e) and each sample's
+augmentation only on (seed, e, index) (see slimvision.data.loader), whatever the number of
+loader workers; a checkpoint holds weights, optimizer state, EMA, step count and RNG state, so
+an interrupted run continued with `resume=True` ends with the same weights as an uninterrupted one.
+
+Under `torchrun` (a process group is initialised) every rank takes its share of each global
+batch and the model is wrapped in DistributedDataParallel, so N processes follow the one-process
+trajectory; only rank 0 writes checkpoints and validates.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from slimvision.data import TensorImageDataset, make_loader
-from slimvision.errors import ArtifactError
+from slimvision.data import BatchMixer, ImageDataset, Loader, TrainAugment
+from slimvision.data.transforms import sample_seed
+from slimvision.errors import ArtifactError, ConfigError
 from slimvision.measure.accuracy import accuracy
 from slimvision.progress import progress_bar
 from slimvision.train.callbacks import Callback
 from slimvision.train.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, set_rng_state
 from slimvision.train.config import TrainConfig
+from slimvision.train.distributed import global_batch_norm
 from slimvision.train.ema import ModelEMA
 
 # loss_fn(model, inputs, targets) -> (loss, logits)
@@ -33,18 +42,10 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, t
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def random_shift(images: torch.Tensor, generator: torch.Generator, max_fraction: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to `max_fraction` of its side, filling with the border value (pad + crop)."""
-    size = images.shape[-1]
-    pad = max(1, int(round(size * max_fraction)))
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    offsets = torch.randint(0, 2 * pad + 1, (images.shape[0], 2), generator=generator)
-    return torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(offsets.tolist())])
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -71,26 +72,44 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        train_set: TensorImageDataset,
-        val_set: TensorImageDataset | None,
+        train_set: ImageDataset,
+        val_set: ImageDataset | None,
         config: TrainConfig,
         out_dir: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
         loss_fn: LossFn | None = None,
         extra_params: Sequence[nn.Parameter] = (),
         writes_checkpoints: bool = True,
+        data_parallel: bool = True,
     ):
         self.config = config
         self.device = torch.device(config.resolved_device())
         self.model = model.to(self.device)
         self.train_set, self.val_set = train_set, val_set
         self.out_dir = Path(out_dir) if out_dir else None
-        self.writes_checkpoints = writes_checkpoints  # False: resume from out_dir but never write it (data-parallel ranks > 0)
+        # data_parallel=False: the caller shards the data and syncs gradients itself (the supernet does)
+        self.world_size = dist.get_world_size() if data_parallel and dist.is_initialized() else 1
+        self.rank = dist.get_rank() if self.world_size > 1 else 0
+        self.writes_checkpoints = writes_checkpoints and self.rank == 0  # other ranks resume from out_dir but never write it
         self.callbacks = list(callbacks)
+        if loss_fn is not None and (config.mixup or config.cutmix):
+            raise ConfigError("mixup/cutmix need the trainer's cross-entropy loss; this verb brings its own loss")
         self.loss_fn = loss_fn or self.cross_entropy
         self.extra_params = list(extra_params)
         self.optimizer = self._build_optimizer()
-        self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+        self.train_module: nn.Module = self.model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_module = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        augment = TrainAugment(train_set.spec, train_set.train_crop, train_set.flip_ok, config.auto_augment) if config.augment else None
+        self.mixer = BatchMixer(train_set.spec.num_classes, config.mixup, config.cutmix)
+        self.loader = Loader(
+            train_set, config.batch_size, shuffle=True, seed=config.seed, workers=config.workers, augment=augment,
+            rank=self.rank, world_size=self.world_size, pin_memory=self.device.type == "cuda",
+        )
+        self.augment_description = augment.description if augment else None
+        self.steps_per_epoch = min(len(self.loader), config.max_steps_per_epoch or len(self.loader))
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
         self.step = 0
@@ -134,7 +153,8 @@ class Trainer:
         else:
             seed_everything(cfg.seed)
         self._emit("on_train_begin")
-        with self._progress() as progress:
+        sync_bn = global_batch_norm(self.model, enabled=self.world_size > 1 and cfg.sync_bn)
+        with sync_bn, self._progress() as progress:
             task = progress.add_task("train", total=self.total_steps, completed=self.step)
             while self.epoch < cfg.epochs:
                 metrics = self._train_epoch(progress, task)
@@ -151,28 +171,41 @@ class Trainer:
         cfg = self.config
         self.model.train()
         self._emit("on_epoch_begin", self.epoch)
-        augment_gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.epoch)
         total_loss, seen = 0.0, 0
-        for inputs, targets in make_loader(self.train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=self.epoch):
-            if cfg.augment:
-                inputs = random_shift(inputs, augment_gen)
-            inputs, targets = inputs.to(self.device), targets.to(self.device)
+        skipped_before = len(self.loader.skipped)
+        started = time.perf_counter()
+        for index, (inputs, targets) in enumerate(self.loader.epoch(self.epoch)):
+            if index == self.steps_per_epoch:
+                break
+            if self.mixer.active:
+                inputs, targets = self.mixer(inputs, targets, sample_seed(cfg.seed, self.epoch, -1 - index))
+            inputs = inputs.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
             self._emit("on_batch_begin", inputs, targets)
             loss = self._train_step(inputs, targets)
             total_loss += loss * targets.shape[0]
             seen += targets.shape[0]
             self._emit("on_batch_end", loss)
             progress.update(task, advance=1, description=f"epoch {self.epoch + 1}/{cfg.epochs} loss {loss:.3f}")
-        metrics = {"epoch": self.epoch + 1, "train_loss": total_loss / max(seen, 1), "lr": self.optimizer.param_groups[0]["lr"]}
-        if self.val_set is not None:
-            metrics["val_accuracy"] = accuracy(self.eval_model, self.val_set)
+        loop_seconds = time.perf_counter() - started
+        skipped = len(self.loader.skipped) - skipped_before
+        if self.world_size > 1:  # the epoch's numbers over all ranks
+            counts = torch.tensor([skipped, seen, total_loss], dtype=torch.float64)
+            dist.all_reduce(counts)
+            skipped, seen, total_loss = int(counts[0]), int(counts[1]), float(counts[2])
+        metrics = {"epoch": self.epoch + 1, "train_loss": total_loss / max(seen, 1), "lr": self.optimizer.param_groups[0]["lr"],
+                   "images_seen": seen, "images_per_second": seen / max(loop_seconds, 1e-9)}  # loading + training, all ranks
+        if skipped or self.loader.skip_bad_images:
+            metrics["skipped_images"] = skipped
+        if self.val_set is not None and self.rank == 0:
+            metrics["val_accuracy"] = accuracy(self.eval_model, self.val_set, batch_size=self.config.batch_size)  # bounded memory at 224 px
         return metrics
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            loss, _ = self.loss_fn(self.model, inputs, targets)
+            loss, _ = self.loss_fn(self.train_module, inputs, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.step}; lower the learning rate")
         if self.scaler:
@@ -180,6 +213,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        if self.world_size > 1 and self.extra_params:  # parameters outside the model (e.g. distillation projectors)
+            self._average_gradients(self.extra_params)
         self._emit("on_after_backward")
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -192,6 +227,18 @@ class Trainer:
             self.ema.update(self.model)
         self.step += 1
         return loss.item()
+
+    def _average_gradients(self, params: Sequence[nn.Parameter]) -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     @property
     def eval_model(self) -> nn.Module:

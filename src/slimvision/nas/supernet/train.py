@@ -89,7 +89,7 @@ def train_supernet(
         lead = distributed.rank() == 0
         train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size // workers, seed=config.seed, augment=True, progress=lead)
         trainer = Trainer(supernet, distributed.shard(train), val, train_config, out_dir, callbacks=[_SamplerState(sampler), distributed.GradientAverager()],
-                          loss_fn=sampled_loss(sampler), writes_checkpoints=lead)
+                          loss_fn=sampled_loss(sampler), writes_checkpoints=lead, data_parallel=False)
         result = trainer.fit(resume=resume)
     summary = {"val_accuracy_largest": result.final.get("val_accuracy"), "epochs": result.epochs_run, "world_size": workers}
     if lead:
