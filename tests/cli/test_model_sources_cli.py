@@ -74,7 +74,7 @@ def test_own_model_prune_eval_quantize_and_reload_elsewhere(cli, project, tmp_pa
     run = subprocess.run([sys.executable, "-c", script, str(project / "P")], cwd=elsewhere, env={**os.environ, "PYTHONPATH": SRC},
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == [str(arch["shapes"]["features.0"]["out_channels"]), "(2,", "10)"]
+    assert run.stdout.split() == [str(arch["shapes"]["features.0"]["attrs"]["out_channels"]), "(2,", "10)"]
 
 
 def test_own_model_with_weights_in_profile_eval_export_and_distill(cli, project, tmp_path):
