@@ -1,4 +1,4 @@
-"""Datasets: bundled digits (default), CIFAR-10 batches, ImageFolder and synthetic data."""
+"""Datasets: bundled digits (default), generated digits-hard, CIFAR-10 batches, ImageFolder and synthetic data."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from torch.utils.data import DataLoader
 from slimvision.data.base import DataSpec, TensorImageDataset
 from slimvision.data.cifar10 import load_cifar10_split
 from slimvision.data.digits import load_digits_split
+from slimvision.data.digits_hard import load_digits_hard_split
 from slimvision.data.imagefolder import load_imagefolder_split
 from slimvision.data.synthetic import load_synthetic_split
 from slimvision.errors import DataError
 
 SPLITS = ("train", "val", "test")
-DATASETS = ("digits", "cifar10", "imagefolder", "synthetic")
-DEFAULT_IMAGE_SIZE = {"digits": 8, "cifar10": 32, "imagefolder": 32, "synthetic": 32}
+DATASETS = ("digits", "digits-hard", "cifar10", "imagefolder", "synthetic")
+DEFAULT_IMAGE_SIZE = {"digits": 8, "digits-hard": 32, "cifar10": 32, "imagefolder": 32, "synthetic": 32}
 
 
 def get_dataset(name: str, split: str, image_size: int | None = None, root: str | None = None, **kw: Any) -> TensorImageDataset:
@@ -30,6 +31,8 @@ def get_dataset(name: str, split: str, image_size: int | None = None, root: str 
         raise DataError(f"image size must be positive, got {size}")
     if name == "digits":
         return load_digits_split(split, size)
+    if name == "digits-hard":
+        return load_digits_hard_split(split, size, **kw)
     if name == "synthetic":
         return load_synthetic_split(split, image_size=size, **kw)
     if root is None:
