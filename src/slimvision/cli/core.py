@@ -70,7 +70,7 @@ def profile_command(
 def train_command(
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoints/, run.json and the final model artifact."),
     model: Optional[str] = typer.Option(None, "--model", help="Zoo model name (see `slimvision models`)."),
-    data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | imagefolder | synthetic."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits | digits-hard | cifar10 | imagefolder | synthetic."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10)."),

@@ -1,0 +1,107 @@
+"""digits-hard difficulty check: the real `slimvision train` CLI, resnet20 vs a smaller network, several seeds.
+
+Runs (or reuses, when its meta.json exists) one `slimvision train --data digits-hard --image-size 32`
+per (model, epochs, seed) under --work, then tabulates test top-1 (10,000 test images), mean and
+seed-to-seed std, against the issue's targets. Writes benchmarks/results/digits_hard.md (+ .json).
+
+    nice -n 10 python benchmarks/digits_hard.py --work runs/digits_hard [--seeds 0 1] [--epochs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import conditions, conditions_markdown, markdown_table, write_results
+
+SMALL_MODEL = "small_cnn"
+
+
+def run_or_reuse(work: Path, model: str, epochs: int, seed: int, threads: int) -> dict:
+    """meta.json of one CLI training run, training it first when it is not there yet."""
+    out = work / f"{model}_e{epochs}_s{seed}"
+    meta = out / "meta.json"
+    if not meta.exists():
+        command = [sys.executable, "-m", "slimvision", "train", "--model", model, "--data", "digits-hard", "--image-size", "32",
+                   "--epochs", str(epochs), "--seed", str(seed), "--save-every", "0", "--out", str(out), "--json"]
+        resume = ["--resume"] if (out / "run.json").exists() else []
+        print(" ".join(command[2:] + resume), flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        subprocess.run(command + resume, check=True, stdout=subprocess.DEVNULL, env=env)
+    return json.loads(meta.read_text())
+
+
+def summary(metas: list[dict]) -> dict:
+    accuracies = [m["metrics"]["accuracy"] for m in metas]
+    return {
+        "accuracies": accuracies,
+        "mean": statistics.mean(accuracies),
+        "std": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+        "params": metas[0]["metrics"]["params"],
+        "macs": metas[0]["metrics"]["macs"],
+        "train_seconds": [m["metrics"]["train_seconds_this_session"] for m in metas],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", type=Path, required=True, help="Directory holding (or receiving) the training runs.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--short-epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run (1 is fastest on a busy machine).")
+    parser.add_argument("--note", default="", help="Machine conditions to record (e.g. 'shared with other jobs').")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    plan = {
+        f"resnet20, {args.epochs} epochs": ("resnet20", args.epochs, args.seeds),
+        f"resnet20, {args.short_epochs} epochs": ("resnet20", args.short_epochs, args.seeds[:1]),
+        f"{SMALL_MODEL}, {args.epochs} epochs": (SMALL_MODEL, args.epochs, args.seeds),
+    }
+    results = {name: summary([run_or_reuse(args.work, model, epochs, seed, args.threads) for seed in seeds]) | {"seeds": seeds}
+               for name, (model, epochs, seeds) in plan.items()}
+    full, short, small = (results[name] for name in plan)
+    rows = [
+        [name, ", ".join(map(str, r["seeds"])), ", ".join(f"{a:.4f}" for a in r["accuracies"]), f"{r['mean']:.4f}",
+         "n/a" if r["std"] is None else f"{100 * r['std']:.2f}", f"{r['params']:,}", f"{r['macs'] / 1e6:.1f}M",
+         f"{statistics.mean(r['train_seconds']):.0f}"]
+        for name, r in results.items()
+    ]
+    checks = [
+        ["resnet20 after 15 epochs in 0.80-0.93", f"{full['mean']:.4f}", "met" if 0.80 <= full["mean"] <= 0.93 else "NOT met"],
+        [f"resnet20 after {args.short_epochs} epochs clearly < 0.97", f"{short['mean']:.4f}", "met" if short["mean"] < 0.95 else "NOT met"],
+        [f"{SMALL_MODEL} ({full['params'] / small['params']:.0f}x fewer params, {full['macs'] / small['macs']:.0f}x fewer MACs) measurably lower",
+         f"{small['mean']:.4f} ({100 * (small['mean'] - full['mean']):+.2f} points)",
+         "met" if full["mean"] - small["mean"] > 3 * max(full["std"] or 0, small["std"] or 0, 0.005) else "NOT met"],
+        ["seed-to-seed std of resnet20 test top-1 <= 0.5 points", "n/a" if full["std"] is None else f"{100 * full['std']:.2f} points",
+         "met" if full["std"] is not None and full["std"] <= 0.005 else "NOT met"],
+    ]
+    cond = conditions(args.threads) | {"machine": args.note or "not recorded"}
+    md = [
+        "# digits-hard: is it hard enough?",
+        "",
+        "Every number is the test top-1 of one `slimvision train --model M --data digits-hard --image-size 32 --epochs E --seed S` "
+        f"run with OMP_NUM_THREADS={args.threads} (SGD lr 0.1, 1 warm-up epoch, cosine, batch 64, random shifts; the CLI defaults), on the default generation "
+        "(seed 0: 20,000 train / 5,000 val / 10,000 test images). std is the sample standard deviation over training seeds.",
+        "",
+        markdown_table(["run", "seeds", "test top-1 per seed", "mean", "std (points)", "params", "MACs", "train s (mean)"], rows),
+        "",
+        markdown_table(["target", "measured", "status"], checks),
+        "",
+        f"Command: `nice -n 10 python benchmarks/digits_hard.py --work {args.work} --seeds {' '.join(map(str, args.seeds))} "
+        f"--epochs {args.epochs} --short-epochs {args.short_epochs} --threads {args.threads}`",
+        "",
+        *conditions_markdown(cond, time.perf_counter() - start),
+    ]
+    write_results("digits_hard", "\n".join(md), {"results": results, "checks": checks, "conditions": cond})
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
