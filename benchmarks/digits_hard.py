@@ -74,6 +74,12 @@ def unfinished(work: Path, name: str) -> dict:
     return {"status": f"unfinished at epoch {history[-1]['epoch']}", "val_accuracy": history[-1].get("val_accuracy")}
 
 
+def val_history(work: Path, name: str) -> list[float]:
+    """Validation top-1 after each epoch, from the run's newest checkpoint (runs saved with --save-every 1)."""
+    states = sorted((work / name / "checkpoints").glob("epoch_*/state.json"))
+    return [h.get("val_accuracy") for h in json.loads(states[-1].read_text())["history"]] if states else []
+
+
 def summary(metas: list[dict]) -> dict:
     accuracies = [m["metrics"]["accuracy"] for m in metas]
     return {
@@ -112,11 +118,13 @@ def main() -> None:
         f"resnet20, {args.short_epochs} epochs": ("resnet20", args.short_epochs, args.seeds),
         f"{SMALL_MODEL}, {small_epochs} epochs": (SMALL_MODEL, small_epochs, args.seeds),
     }
-    results, missing = {}, []
+    results, missing, curves = {}, [], []
     for name, (model, epochs, seeds) in plan.items():
         directory = {s: (f"resnet20w8_e{epochs}_s{s}" if model == SMALL_MODEL else f"{model}_e{epochs}_s{s}") for s in seeds}
         metas, done = [], []
         for seed in seeds:
+            if val_history(args.work, directory[seed]):
+                curves.append([name, seed, " / ".join(f"{v:.3f}" for v in val_history(args.work, directory[seed]))])
             if args.report_only and not (args.work / directory[seed] / "meta.json").exists():
                 missing.append([name, seed, *unfinished(args.work, directory[seed]).values()])
                 continue
@@ -154,11 +162,14 @@ def main() -> None:
         f"the smaller network ({SMALL_MODEL}) is trained by the same Trainer and config through the Python API. Default generation "
         "(seed 0: 20,000 train / 5,000 val / 10,000 test images). std is the sample standard deviation over training seeds.",
         "",
-        markdown_table(["run", "seeds", "test top-1 per seed", "mean", "std (points)", "params", "MACs", "train s (mean)"], rows),
+        markdown_table(["run", "seeds", "test top-1 per seed", "mean", "std (points)", "params", "MACs", "train wall s (mean)"], rows),
         "",
         markdown_table(["target", "measured", "status"], checks),
         "",
     ]
+    if curves:
+        md += ["Validation top-1 (5,000 images) after each epoch, from the runs' checkpoints:", "",
+               markdown_table(["run", "seed", "val top-1 after epoch 1 / 2 / ..."], curves), ""]
     if missing:
         md += ["Runs that did not finish in the time available (last checkpoint):", "",
                markdown_table(["run", "seed", "status", "val top-1 at that epoch"], [[*m, ""][:4] for m in missing]), ""]
@@ -169,7 +180,7 @@ def main() -> None:
         "",
         *conditions_markdown(cond, time.perf_counter() - start),
     ]
-    write_results("digits_hard", "\n".join(md), {"results": results, "checks": checks, "missing": missing, "conditions": cond})
+    write_results("digits_hard", "\n".join(md), {"results": results, "checks": checks, "missing": missing, "val_curves": curves, "conditions": cond})
     print("\n".join(md))
 
 
