@@ -145,7 +145,10 @@ def main() -> None:
     checks = [
         check(f"resnet20 after {args.epochs} epochs in 0.80-0.93", "n/a" if full["mean"] is None else f"{full['mean']:.4f}",
               None if full["mean"] is None else 0.80 <= full["mean"] <= 0.93),
-        check(f"resnet20 after {args.short_epochs} epochs clearly < 0.97 (here: < 0.95)", "n/a" if short["mean"] is None else f"{short['mean']:.4f}",
+        check(f"resnet20 after {args.short_epochs} epochs clearly < 0.97 (at least 1 point and 3 seed std below)",
+              "n/a" if short["mean"] is None else f"{short['mean']:.4f} ({100 * (short['mean'] - 0.97):+.2f} points)",
+              None if short["mean"] is None else 0.97 - short["mean"] >= max(0.01, 3 * (short["std"] or 0))),
+        check(f"resnet20 after {args.short_epochs} epochs < 0.95 (a stricter reading)", "n/a" if short["mean"] is None else f"{short['mean']:.4f}",
               None if short["mean"] is None else short["mean"] < 0.95),
         check(f"{SMALL_MODEL} (4x fewer MACs) lower than resnet20 at {small_epochs} epochs by more than 3 std (or 1.5 points)",
               f"{small['mean']:.4f} vs {same_budget['mean']:.4f} ({100 * (small['mean'] - same_budget['mean']):+.2f} points)" if both else "n/a",
