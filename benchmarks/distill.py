@@ -2,9 +2,10 @@
 
 Each loss (none = plain cross-entropy fine-tuning / training, kd, nkd, uskd, feature, ema) with the
 same epochs and schedule, >= 3 seeds, mean ± std of test accuracy. Digits at 16x16 to fit the
-CPU budget (recorded below). Writes benchmarks/results/distill.md (+ .json).
+CPU budget (recorded below). Writes benchmarks/results/distill.md (+ .json); with --data other than
+digits, distill_<data>.md/.json.
 
-    python benchmarks/distill.py [--seeds 3] [--image-size 16]
+    python benchmarks/distill.py [--seeds 3] [--image-size 16] [--data digits-hard --image-size 32]
 """
 
 from __future__ import annotations
@@ -46,21 +47,22 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=6)
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", default="digits", help="digits or digits-hard.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="distill-bench-"))
     size = args.image_size
-    train, val, test = (get_dataset("digits", s, size) for s in ("train", "val", "test"))
-    train_run(RunSpec("resnet56", "digits", size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher")
+    train, val, test = (get_dataset(args.data, s, size) for s in ("train", "val", "test"))
+    train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher")
     teacher = load_artifact(work / "teacher").model
     teacher_acc = accuracy(teacher, test)
-    pruned = prune(teacher, torch.zeros(1, 1, size, size), PruneConfig(method="l1", macs_ratio=0.5)).model
+    pruned = prune(teacher, torch.zeros(1, train.spec.in_chans, size, size), PruneConfig(method="l1", macs_ratio=0.5)).model
     pruned_acc = accuracy(pruned, test)
-    macs_kept = count_macs(pruned, (1, size, size)) / count_macs(teacher, (1, size, size))
+    macs_kept = count_macs(pruned, train.spec.input_size) / count_macs(teacher, train.spec.input_size)
 
     students = {
-        "resnet20 (from scratch)": (lambda: create_model("resnet20", in_chans=1), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False)),
+        "resnet20 (from scratch)": (lambda: create_model("resnet20", in_chans=train.spec.in_chans), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False)),
         "resnet56 pruned to 50% MACs (fine-tune)": (lambda: copy.deepcopy(pruned), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False)),
     }
     results: dict[str, dict[str, list[float]]] = {}
@@ -82,13 +84,13 @@ def main() -> None:
     nkd, plain = results["resnet56 pruned to 50% MACs (fine-tune)"]["nkd"], results["resnet56 pruned to 50% MACs (fine-tune)"]["none"]
     cond = conditions(args.threads)
     md = [
-        "# Knowledge distillation on digits",
+        f"# Knowledge distillation on {args.data}",
         "",
-        f"Digits at {size}x{size} (1 channel; the image size is reduced from 32 to fit the CPU budget). Teacher: resnet56, "
+        f"{args.data} at {size}x{size} ({train.spec.in_chans} channel(s)). Teacher: resnet56, "
         f"{args.teacher_epochs} epochs, test accuracy **{teacher_acc:.4f}**. Pruned student: the teacher pruned with L1 to "
         f"{macs_kept:.3f} of its MACs (accuracy right after pruning {pruned_acc:.4f}), fine-tuned {args.finetune_epochs} epochs "
         f"(SGD lr 0.01, cosine). resnet20 student: {args.student_epochs} epochs from scratch (SGD 0.1, 1 warm-up epoch). "
-        f"{args.seeds} seeds, mean ± std of test top-1 (360 images); Δ is against `none` (plain cross-entropy) for the same student.",
+        f"{args.seeds} seeds, mean ± std of test top-1 ({len(test)} images); Δ is against `none` (plain cross-entropy) for the same student.",
         "Losses use their published defaults: KD T=4, alpha 0.9; NKD T=1, gamma 1.5 (+CE); USKD alpha 1, beta 0.1, mu 0.005 "
         "(weak head on layer2); feature: 1x1-conv projection of student layer3 to teacher layer3, MSE, weight 1 (+CE); "
         "EMA teacher: decay 0.999, KD T=4, alpha 0.5.",
@@ -100,7 +102,7 @@ def main() -> None:
         "",
         *conditions_markdown(cond, time.perf_counter() - start),
     ]
-    write_results("distill", "\n".join(md), {"teacher_accuracy": teacher_acc, "pruned_accuracy": pruned_acc, "results": results, "conditions": cond})
+    write_results("distill" if args.data == "digits" else f"distill_{args.data.replace('-', '_')}", "\n".join(md), {"teacher_accuracy": teacher_acc, "pruned_accuracy": pruned_acc, "results": results, "conditions": cond})
     print("\n".join(md))
 
 

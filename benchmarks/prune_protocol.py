@@ -1,12 +1,14 @@
 """Fair pruning protocol: every criterion, the same fine-tuning budget and schedule, >= 3 seeds.
 
-Trains resnet20 on digits (32x32) once, then for each criterion and seed prunes it to 50% of the
+Trains resnet20 on --data (digits or digits-hard, 32x32) once, then for each criterion and seed prunes it to 50% of the
 MACs and fine-tunes for the same number of epochs; PreCropping (a method for initialization) and
 the scratch baseline of the L1-pruned architecture are trained from scratch for the base
 training + fine-tuning epochs. Also measures resnet56 at 40% MACs: MACs error and CPU latency
 ratio at batch 32 in the same process. Writes benchmarks/results/prune.md (+ .json).
 
-    python benchmarks/prune_protocol.py [--seeds 3] [--finetune-epochs 5]
+    python benchmarks/prune_protocol.py [--data digits-hard] [--seeds 3] [--finetune-epochs 5]
+
+With --data other than digits the files are named prune_<data>.md/.json.
 """
 
 from __future__ import annotations
@@ -47,13 +49,14 @@ def main() -> None:
     parser.add_argument("--base-epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", default="digits", help="digits or digits-hard (3 channels, 32x32 native).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="prune-protocol-"))
-    data = tuple(get_dataset("digits", split, 32) for split in ("train", "val", "test"))
+    data = tuple(get_dataset(args.data, split, 32) for split in ("train", "val", "test"))
     start = time.perf_counter()
     base_dir = work / "base"
-    base_metrics = train_run(RunSpec("resnet20", "digits", 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False)), base_dir)
+    base_metrics = train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False)), base_dir)
     base_acc = base_metrics["accuracy"]
     results: dict[str, list[dict]] = {}
     for method in CRITERIA:
@@ -68,7 +71,7 @@ def main() -> None:
     for seed in range(args.seeds):
         summary = prune_artifact(
             "resnet20", PruneConfig(method="precrop", macs_ratio=0.5, seed=seed), work / f"precrop-{seed}",
-            data="digits", image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed), threads=args.threads,
+            data=args.data, image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed), threads=args.threads,
         )
         results.setdefault("precrop", []).append(summary)
         l1_arch = load_artifact(work / f"l1-{seed}").model
@@ -98,9 +101,9 @@ def main() -> None:
         ])
     cond = conditions(args.threads)
     md = [
-        "# Pruning: fair protocol on digits (resnet20, 32x32, 50% MACs)",
+        f"# Pruning: fair protocol on {args.data} (resnet20, 32x32, 50% MACs)",
         "",
-        f"Unpruned resnet20 ({args.base_epochs} epochs, SGD 0.1 cosine, seed 0): test accuracy **{base_acc:.4f}** (360 test images).",
+        f"Unpruned resnet20 ({args.base_epochs} epochs, SGD 0.1 cosine, seed 0): test accuracy **{base_acc:.4f}** ({len(data[2])} test images).",
         f"Each pruned model is fine-tuned for {args.finetune_epochs} epochs (SGD lr 0.01, cosine, same schedule for all); "
         f"{args.seeds} seeds; mean ± std. `bn` first trains 2 epochs with L1 on BN gammas (1e-4). CHEX explores channels "
         f"during its {args.finetune_epochs} fine-tuning epochs. PreCropping (SNIP densities at initialization) and the scratch "
@@ -121,7 +124,7 @@ def main() -> None:
         "",
         *conditions_markdown(cond, time.perf_counter() - start),
     ]
-    write_results("prune", "\n".join(md), {"base_accuracy": base_acc, "results": results, "resnet56": {"macs_kept": r56_kept, "latency_ms": latency}, "conditions": cond})
+    write_results("prune" if args.data == "digits" else f"prune_{args.data.replace('-', '_')}", "\n".join(md), {"base_accuracy": base_acc, "results": results, "resnet56": {"macs_kept": r56_kept, "latency_ms": latency}, "conditions": cond})
     print("\n".join(md))
 
 

@@ -76,7 +76,7 @@ def train_command(
     model: Optional[str] = typer.Option(None, "--model", help="Zoo name (see `slimvision models`), module:function, path/to/file.py:function, timm:NAME or torchvision:NAME."),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
     weights: Optional[str] = typer.Option(None, "--weights", help="Start from these weights (.pt loaded as tensors only, or .safetensors)."),
-    data: Optional[str] = typer.Option(None, "--data", help="digits | cifar10 | cifar100 | imagefolder | synthetic."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits | digits-hard | cifar10 | cifar100 | imagefolder | synthetic."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / cifar100 / imagefolder (ImageNet layout: train/ and val/)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Resize images to S x S (digits: 8 native, 32 for ResNets)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Loader worker processes (default 0); results do not depend on it."),

@@ -1,4 +1,4 @@
-"""Datasets: bundled digits (default), CIFAR-10/100 batches, streamed ImageFolder / ImageNet and synthetic data.
+"""Datasets: bundled digits (default), generated digits-hard, CIFAR-10/100 batches, streamed ImageFolder / ImageNet and synthetic data.
 
 A dataset is registered with one line (see the bottom of this file):
 
@@ -17,6 +17,7 @@ from typing import Any, Callable
 from slimvision.data.base import DataSpec, ImageDataset, LazyImages, TensorImageDataset
 from slimvision.data.cifar import load_cifar_split
 from slimvision.data.digits import load_digits_split
+from slimvision.data.digits_hard import load_digits_hard_split
 from slimvision.data.imagefolder import load_imagefolder_split
 from slimvision.data.loader import Loader, make_loader
 from slimvision.data.synthetic import load_synthetic_split
@@ -114,6 +115,7 @@ def _with_root(load: Callable[..., ImageDataset], *args: Any) -> Callable[..., I
 
 
 register_dataset("digits", _in_memory(load_digits_split), default_image_size=8)
+register_dataset("digits-hard", _in_memory(load_digits_hard_split), default_image_size=32)
 register_dataset("synthetic", _in_memory(load_synthetic_split), default_image_size=32)
 register_dataset("cifar10", _with_root(load_cifar_split, "cifar10"), default_image_size=32, needs_root=True, downloadable=True)
 register_dataset("cifar100", _with_root(load_cifar_split, "cifar100"), default_image_size=32, needs_root=True, downloadable=True)
