@@ -28,6 +28,8 @@ def quantize_command(
     keep_float: int = typer.Option(0, "--keep-float", help="Keep the K most sensitive layers in float (measured one by one)."),
     accuracy_limit: float = typer.Option(0.01, "--accuracy-limit", help="Largest accepted top-1 drop (0.01 = 1 point): auto keeps the fastest runtime within it; a run above it warns."),
     qat_epochs: int = typer.Option(3, "--qat-epochs", help="qat: fine-tuning epochs with fake quantization."),
+    batch_size: int = typer.Option(32, "--batch-size", help="auto: the batch size whose latency decides."),
+    auto_torchao: bool = typer.Option(False, "--auto-torchao", help="auto: also compile a torchao INT8 candidate (torch.compile adds tens of seconds)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads for every runtime (pinned)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (QAT)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -37,7 +39,7 @@ def quantize_command(
 
     config = QuantConfig(
         backend=backend, mode=mode, calib_samples=calib_samples, calib_method=calib_method, keep_float=keep_float,
-        accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed,
+        accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed, batch_size=batch_size, auto_torchao=auto_torchao,
     )
     summary = quantize_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root)
     if not summary["within_accuracy_limit"]:
@@ -46,6 +48,9 @@ def quantize_command(
                           f"({100 * accuracy_limit:.1f}); no runtime tried met the limit[/yellow]")
     if json_output:
         print_json(summary)
+        return
+    if "candidates" in summary:
+        _print_auto_choice(model, out, summary)
         return
     table = Table(title=f"quantize {model} -> {out}  (chosen: {summary['backend']}, {summary['mode']})")
     for column in ("runtime", "precision", "accuracy", "agreement", "bs1 ms", "bs32 ms"):
@@ -57,6 +62,20 @@ def quantize_command(
         f"speed-up vs the same runtime's fp32: {summary['speedup_bs1']:.2f}x (bs1), {summary['speedup_bs32']:.2f}x (bs32); "
         f"vs PyTorch eager fp32: {summary['speedup_vs_torch_eager_bs32']:.2f}x (bs32); size {summary['size_bytes_fp32']:,} -> {summary['size_bytes_int8']:,} bytes"
     )
+
+
+def _print_auto_choice(model: str, out: Path, summary: dict) -> None:
+    """One row per candidate deployment with its verdict and the reason."""
+    table = Table(title=f"quantize {model} -> {out}  (auto chose: {summary['deployment']}, batch {summary['batch_size']})")
+    for column in ("candidate", "status", "accuracy", f"bs{summary['batch_size']} ms", "why"):
+        table.add_column(column, justify="left" if column in ("candidate", "why") else "right")
+    for c in summary["candidates"]:
+        accuracy = f"{c['accuracy']:.4f}" if c["accuracy"] is not None else "-"
+        latency = f"{c['latency_ms']:.2f}" if c["latency_ms"] is not None else "-"
+        table.add_row(c["name"], c["status"], accuracy, latency, c["reason"])
+    console.print(table)
+    speedup = summary["speedup_vs_fastest_fp32"]
+    console.print(f"{summary['deployment']}: {speedup:.2f}x the fastest fp32 runtime; chosen in {summary['selection_seconds']:.1f} s")
 
 
 @app.command("export")
