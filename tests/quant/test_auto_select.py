@@ -80,9 +80,15 @@ def test_accuracy_limit_is_a_hard_limit_even_when_the_inaccurate_one_is_much_fas
 def test_hopeless_candidates_are_dropped_after_the_short_screening_round():
     winner, verdicts, built = select({"onnxruntime fp32": (10.0, 1.0), "openvino int8": (2.0, 1.0), "onnxruntime int8": (2.1, 1.0)}, rounds=4, repeats=5, screen_repeats=3)
     assert winner == "openvino int8"
-    assert verdicts["onnxruntime fp32"].status == "pruned" and "5.00x the best" in verdicts["onnxruntime fp32"].reason
-    assert built["onnxruntime fp32"].timed_calls == 3  # screening only
+    assert verdicts["onnxruntime fp32"].status == "pruned" and "5.00x openvino int8" in verdicts["onnxruntime fp32"].reason
+    assert built["onnxruntime fp32"].timed_calls == 3 and verdicts["onnxruntime fp32"].accuracy is None  # screening only, no evaluation
     assert built["onnxruntime int8"].timed_calls == 3 + 4 * 5 and len(verdicts["onnxruntime int8"].round_ms) == 4
+
+
+def test_pruning_is_relative_to_the_fastest_accurate_candidate_not_an_inaccurate_one():
+    winner, verdicts, _ = select({"openvino int8": (1.0, 0.5), "onnxruntime int8": (3.0, 1.0), "onnxruntime fp32": (4.0, 1.0)})
+    assert winner == "onnxruntime int8"  # 3x the inaccurate one, but it must not be pruned by it
+    assert verdicts["openvino int8"].status == "inaccurate" and verdicts["onnxruntime fp32"].status == "slower"
 
 
 def test_a_runtime_that_fails_to_build_loses_with_its_error_and_the_rest_still_compete():

@@ -75,7 +75,8 @@ def _print_auto_choice(model: str, out: Path, summary: dict) -> None:
         table.add_row(c["name"], c["status"], accuracy, latency, c["reason"])
     console.print(table)
     speedup = summary["speedup_vs_fastest_fp32"]
-    console.print(f"{summary['deployment']}: {speedup:.2f}x the fastest fp32 runtime; chosen in {summary['selection_seconds']:.1f} s")
+    versus = f"{speedup:.2f}x the fastest fp32 runtime ({summary['speedup_basis']})" if speedup else summary["speedup_basis"]
+    console.print(f"{summary['deployment']}: {versus}; chosen in {summary['selection_seconds']:.1f} s")
 
 
 @app.command("export")

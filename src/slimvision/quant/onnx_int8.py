@@ -78,6 +78,7 @@ def quantize_static_qdq(
     method: str = "minmax",
     exclude: Sequence[str] = (),
     flow_ops: Sequence[str] = FLOW_OPS,
+    keep_activations: bool = False,
 ) -> Path:
     """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically.
 
@@ -97,7 +98,7 @@ def quantize_static_qdq(
             str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),
             nodes_to_exclude=excluded or None, op_types_to_quantize=[*QUANTIZABLE_OPS, *flow_ops],
-            extra_options={"CalibMovingAverage": False},
+            extra_options={"CalibMovingAverage": False, "QDQKeepRemovableActivations": keep_activations},
         )
         atomic_write_bytes(out_path, target.read_bytes())
     return Path(out_path)

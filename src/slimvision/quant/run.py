@@ -212,9 +212,11 @@ def quantize(
     input_size = tuple(images.shape[1:])
     model = copy.deepcopy(model).cpu().eval()
     calib_images = images[: config.calib_samples]
+    started = time.perf_counter()
     with pinned_threads(config.threads) as threads, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         fp32_path = export_onnx(model, input_size, tmp / "fp32.onnx")
+        exported = time.perf_counter()
         backends = _auto_backends(config) if config.backend == "auto" else [config.backend]
         int8_onnx = None
         kept_float: list[str] = []
@@ -236,6 +238,7 @@ def quantize(
         converted = _torchao_convert(model, calibration, images, config) if "torchao" in usable else None
         summary: dict[str, Any] = {"backend": usable[0], "mode": config.mode, "size_bytes_fp32": fp32_path.stat().st_size, "size_bytes_int8": None, "kept_float": kept_float}
         conditions: dict[str, Any] = {"threads": threads, "calibration": f"{config.calib_method} on the first {config.calib_samples} calibration images"}
+        conditions["seconds"] = {"export": exported - started, "quantize_and_calibrate": time.perf_counter() - exported}
         if config.backend == "auto":
             summary, conditions = _auto_deployment(model, usable, fp32_path, int8_onnx, converted, images[:32], config, evaluation, summary, conditions)
         elif evaluation is not None:
@@ -287,7 +290,7 @@ def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, 
         reasons = "; ".join(f"{v.name}: {v.reason}" for v in verdicts)
         raise SlimvisionError(f"auto found no deployment that runs this model: {reasons}")
     accuracy_fp32 = float((reference == test.labels.numpy()).mean())
-    fp32_latencies = [v.latency_ms for v in verdicts if v.precision != "int8" and v.latency_ms is not None]
+    speedup, basis = _speedup_vs_fastest_fp32(winner, verdicts)
     summary = {
         **summary,
         "backend": winner.backend,
@@ -299,7 +302,8 @@ def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, 
         "agreement_top1": winner.agreement,
         "batch_size": config.batch_size,
         "latency_ms": winner.latency_ms,
-        "speedup_vs_fastest_fp32": min(fp32_latencies) / winner.latency_ms if fp32_latencies else None,
+        "speedup_vs_fastest_fp32": speedup,
+        "speedup_basis": basis,
         "candidates": [dataclasses.asdict(v) for v in verdicts],
         "accepted_backends": sorted({v.name for v in verdicts if v.status not in ("inaccurate", "failed")}),
         "within_accuracy_limit": True,
@@ -315,6 +319,21 @@ def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, 
         "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images); limit {config.accuracy_limit} below PyTorch fp32",
     }
     return summary, conditions
+
+
+def _speedup_vs_fastest_fp32(winner, verdicts) -> tuple[float | None, str]:
+    """(fastest fp32 latency / winner latency, what it compares): interleaved rounds when both ran them, else the screening round."""
+    fp32 = [v for v in verdicts if v.precision != "int8" and v.screen_ms is not None]
+    if not fp32:
+        return None, "no fp32 runtime could run the model"
+    if winner.precision != "int8":
+        return 1.0, "the chosen deployment is fp32"
+    timed = [v for v in fp32 if v.round_ms]
+    if timed:
+        best = min(timed, key=lambda v: v.latency_ms)
+        return best.latency_ms / winner.latency_ms, f"vs {best.name}, interleaved rounds"
+    best = min(fp32, key=lambda v: v.screen_ms)
+    return best.screen_ms / winner.screen_ms, f"vs {best.name}, screening round (every fp32 runtime was pruned there)"
 
 
 def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):

@@ -1,9 +1,10 @@
 """`auto`: pick the deployment (fp32 or INT8, any runtime) that is fastest at the requested batch size within the accuracy limit.
 
-Every candidate is scored on the evaluation set first; one more than the accuracy limit below the
-PyTorch fp32 reference is out. The accurate ones are then timed in the same process: a short
-screening round drops any candidate clearly slower than the best (so a hopeless runtime costs a few
-calls, not a full measurement), and the rest run interleaved rounds (A, B, C, A, B, C, ...) whose
+A candidate more than the accuracy limit below the PyTorch fp32 reference on the evaluation set is
+out. Timing is in the same process: a short
+screening round times every candidate; going from the fastest, the first accurate one sets
+the bar and anything clearly slower than it is dropped (a hopeless runtime costs a few calls and no
+accuracy evaluation), and the rest run interleaved rounds (A, B, C, A, B, C, ...) whose
 median of medians decides. An INT8 candidate must beat the fastest fp32 one by `min_gain` to win:
 on a tie the exact model is the better deployment. Every candidate gets a verdict saying why it won
 or lost.
@@ -47,6 +48,7 @@ class Verdict:
     accuracy: float | None = None
     agreement: float | None = None
     latency_ms: float | None = None  # median of round medians at the requested batch size
+    screen_ms: float | None = None  # the short screening round, every built candidate
     round_ms: list[float] = dataclasses.field(default_factory=list)
     build_s: float | None = None
 
@@ -93,35 +95,39 @@ def select_deployment(
     reference_accuracy = float((reference == labels).mean())
     verdicts = {c.name: Verdict(c.name, c.backend, c.precision) for c in candidates}
     runtimes: dict[str, Runtime] = {}
+    batch = np.random.default_rng(0).standard_normal((config.batch_size, *input_size), dtype=np.float32)
     for candidate in candidates:
         verdict = verdicts[candidate.name]
         start = time.perf_counter()
         try:
             runtimes[candidate.name] = candidate.make()
-            predictions = predict(runtimes[candidate.name])
+            verdict.screen_ms = timer(runtimes[candidate.name], batch, config.warmup, config.screen_repeats, config.screen_ms)
         except Exception as exc:  # a runtime that cannot build or run this model is a lost candidate, not a crash
             runtimes.pop(candidate.name, None)
             verdict.status, verdict.reason = FAILED, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             continue
         verdict.build_s = time.perf_counter() - start
+    # Fastest first: the first accurate candidate sets the bar, and anything clearly slower than it is
+    # dropped without spending an accuracy evaluation on it.
+    alive: list[str] = []
+    for name in sorted(runtimes, key=lambda n: verdicts[n].screen_ms):
+        verdict = verdicts[name]
+        if alive and verdict.screen_ms > config.prune_ratio * verdicts[alive[0]].screen_ms:
+            best = verdicts[alive[0]]
+            verdict.status, verdict.latency_ms = PRUNED, verdict.screen_ms
+            verdict.reason = f"screening round: {verdict.screen_ms:.2f} ms, {verdict.screen_ms / best.screen_ms:.2f}x {best.name} ({best.screen_ms:.2f} ms) > {config.prune_ratio}x"
+            continue
+        predictions = predict(runtimes[name])
         verdict.accuracy = float((predictions == labels).mean())
         verdict.agreement = float((predictions == reference).mean())
         drop = reference_accuracy - verdict.accuracy
         if drop > accuracy_limit:
             verdict.status = INACCURATE
             verdict.reason = f"top-1 {verdict.accuracy:.4f} is {100 * drop:.1f} points below fp32 {reference_accuracy:.4f} (limit {100 * accuracy_limit:.1f})"
-            runtimes.pop(candidate.name)
-    batch = np.random.default_rng(0).standard_normal((config.batch_size, *input_size), dtype=np.float32)
-    alive = [name for name in runtimes]
+            continue
+        alive.append(name)
     if not alive:
         return None, list(verdicts.values()), runtimes
-    screen = {name: timer(runtimes[name], batch, config.warmup, config.screen_repeats, config.screen_ms) for name in alive}
-    best_screen = min(screen.values())
-    for name in list(alive):
-        if screen[name] > config.prune_ratio * best_screen:
-            verdicts[name].status, verdicts[name].latency_ms = PRUNED, screen[name]
-            verdicts[name].reason = f"screening round: {screen[name]:.2f} ms, {screen[name] / best_screen:.2f}x the best ({best_screen:.2f} ms) > {config.prune_ratio}x"
-            alive.remove(name)
     for round_index in range(config.rounds):
         # rotate the order each round so no candidate always runs first (caches, turbo, other load)
         order = alive[round_index % len(alive):] + alive[: round_index % len(alive)]
