@@ -1,23 +1,29 @@
-"""Standalone reproduction: OpenVINO drops the QuantizeLinear/DequantizeLinear on a Conv output that feeds a residual Add.
+"""Standalone reproduction of two ways OpenVINO's CPU plugin departs from the ONNX semantics of a QDQ model.
 
-Needs only numpy, onnx, onnxruntime and openvino (no slimvision). The model is the residual tail of
-a ResNet basic block exactly as onnxruntime's QDQ quantizer writes it:
+Needs only numpy, onnx, onnxruntime and openvino. The reference is onnxruntime with every graph
+optimisation disabled, which computes QuantizeLinear / DequantizeLinear literally, in float.
 
-    x_q (uint8) -> DQ -> Conv(DQ(int8 per-channel weights), fp32 bias) -> Q -> DQ --+
-                                                                                     Add -> Relu -> Q -> DQ -> y
-    r_q (uint8) -> DQ -----------------------------------------------------------------+
+A. The accuracy bug. `openvino_dynamic_batch_concat.onnx` (next to this script's results, 34 KB) is
+   the first stage of a quantized CIFAR ResNet-20 (onnxruntime's QDQ quantizer, uint8 activations,
+   int8 per-channel weights) up to the option-A shortcut of the first downsampling block:
+   DequantizeLinear -> Slice(H, step 2) -> Slice(W, step 2) -> Concat(channels, with one zero channel
+   from ConstantOfShape). With the batch dimension left dynamic, OpenVINO's output of that Concat
+   differs from the ONNX result in about half of the values (by up to 40 quantization steps); compiled
+   with a static batch it matches. Smaller subgraphs cut out of this file do not reproduce. On full
+   models this takes resnet20 INT8 from 98.3% to 96.9% top-1 and collapsed resnet56 to 8.6%.
 
-ONNX semantics round the Conv output to its uint8 grid (Q -> DQ) before the Add. The reference is
-onnxruntime with every graph optimisation disabled, which computes Q/DQ literally in float. The
-script also builds the same graph without the Conv-output Q/DQ pair: OpenVINO's output matches that
-graph, not the one it was given.
+B. A benign departure. A Conv whose quantized output (QuantizeLinear -> DequantizeLinear) feeds a
+   residual Add: OpenVINO fuses the Add into the convolution and applies that Q/DQ pair as a clamp to its
+   range without rounding to the uint8 grid (LP transformations on; with them off it is rounded). This
+   is more precise than the file says, and not the accuracy loss, but per-node comparisons see it first.
 
-    python benchmarks/openvino_qdq_repro.py            # prints versions and the mismatch shares
+    python benchmarks/openvino_qdq_repro.py [path/to/openvino_dynamic_batch_concat.onnx]   # exit code 1 when reproduced
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -71,6 +77,7 @@ def build(with_conv_output_qdq: bool, seed: int = 0) -> onnx.ModelProto:
 def run_literal(model: onnx.ModelProto, feeds: dict) -> np.ndarray:
     """onnxruntime, graph optimisations off: QuantizeLinear / DequantizeLinear as the ONNX spec defines them."""
     options = ort.SessionOptions()
+    options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
@@ -81,14 +88,32 @@ def run_openvino(model: onnx.ModelProto, feeds: dict, config: dict) -> np.ndarra
     return compiled.create_infer_request().infer(feeds)[compiled.outputs[0]].copy()
 
 
-def main() -> int:
+def part_a(path: str) -> bool:
+    """Dynamic vs static batch on the shortcut prefix; True when OpenVINO departs from ONNX with a dynamic batch."""
+    feeds = {"input": np.random.default_rng(0).uniform(-1, 2, (64, 1, 32, 32)).astype(np.float32)}
+    model = onnx.load(path)
+    expected = run_literal(model, feeds)
+    failed = False
+    for batch in (None, 64):
+        core = ov.Core()
+        graph = core.read_model(path)
+        if batch:
+            graph.reshape({"input": ov.PartialShape([batch, 1, 32, 32])})
+        got = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request().infer({0: feeds["input"]})[0]
+        share = np.mean(np.abs(got - expected) > 0.02)
+        print(f"A. batch {'dynamic' if batch is None else 'static 64':10s}: {100 * share:6.2f}% of the Concat output differs from ONNX (max abs diff {np.abs(got - expected).max():.3f})")
+        failed |= batch is None and share > 0.01
+    return failed
+
+
+def part_b() -> bool:
+    """The Conv-output Q/DQ before a residual Add; True when OpenVINO does not round it."""
     rng = np.random.default_rng(1)
     feeds = {"x_q": rng.integers(0, 120, (BATCH, CHANNELS, SIZE, SIZE), dtype=np.uint8), "r_q": rng.integers(0, 120, (BATCH, CHANNELS, SIZE, SIZE), dtype=np.uint8)}
     given, without = build(True), build(False)
     expected, expected_without = run_literal(given, feeds), run_literal(without, feeds)
     step = 0.04
-    print(f"openvino {ov.__version__}, onnxruntime {ort.__version__}, onnx {onnx.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
-    print(f"ONNX semantics: removing the Conv-output Q/DQ changes {100 * np.mean(np.abs(expected - expected_without) > step / 2):.2f}% of the outputs")
+    print(f"B. ONNX semantics: removing the Conv-output Q/DQ changes {100 * np.mean(np.abs(expected - expected_without) > step / 2):.2f}% of the outputs")
     failed = False
     for label, config in [
         ("default (f32 hint)", {"INFERENCE_PRECISION_HINT": "f32"}),
@@ -96,12 +121,18 @@ def main() -> int:
     ]:
         got = run_openvino(given, feeds, config)
         off = np.mean(np.abs(got - expected) > step / 2)
-        like_without = np.mean(np.abs(got - expected_without) > step / 2)
-        print(f"openvino {label:30s}: {100 * off:6.2f}% of outputs differ from the ONNX semantics (max {np.abs(got - expected).max() / step:.0f} steps); "
-              f"{100 * like_without:6.2f}% differ from the graph without the Conv-output Q/DQ")
-        failed |= off > 0.001
-    print("REPRODUCED: OpenVINO does not apply the Conv output's QuantizeLinear/DequantizeLinear before the Add" if failed else "not reproduced")
-    return 1 if failed else 0
+        print(f"B. openvino {label:28s}: {100 * off:6.2f}% of outputs differ from the ONNX semantics (max {np.abs(got - expected).max() / step:.0f} step)")
+        failed |= off > 0.05
+    return failed
+
+
+def main() -> int:
+    default = Path(__file__).parent / "results" / "openvino_dynamic_batch_concat.onnx"
+    path = sys.argv[1] if len(sys.argv) > 1 else str(default)
+    print(f"openvino {ov.__version__}, onnxruntime {ort.__version__}, onnx {onnx.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+    a, b = part_a(path), part_b()
+    print(f"A (dynamic-batch Concat): {'REPRODUCED' if a else 'not reproduced'}; B (Conv-output Q/DQ before Add not rounded): {'REPRODUCED' if b else 'not reproduced'}")
+    return 1 if a or b else 0
 
 
 if __name__ == "__main__":
