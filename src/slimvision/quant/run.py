@@ -274,7 +274,7 @@ def _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, 
         from slimvision.quant import torchao_int8
 
         candidates.append(Candidate("torchao", "int8", lambda: TorchRuntime(torchao_int8.compile_frozen(converted, example), "torchao pt2e + inductor")))
-    return [c for c in candidates if c.backend in backends]
+    return [c for c in candidates if c.precision != "int8" or c.backend in backends]  # fp32 always competes
 
 
 def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):

@@ -42,7 +42,7 @@ class OpenVinoRuntime(Runtime):
     """OpenVINO CPU plugin, compiled once per batch size with a static input shape.
 
     precision 'f32' pins fp32 math (on CPUs with AMX/BF16 the default would be bf16). Static shapes
-    are not only faster: with a dynamic batch dimension OpenVINO 2026.4 (not 2024.6 or 2025.2) miscomputes the
+    are not only faster: with a dynamic batch dimension OpenVINO 2025.4 to 2026.4 (not 2025.3 or older) miscomputes the
     channel Concat of a ResNet option-A shortcut inside a quantized graph, which is what collapsed
     resnet20/56 INT8 accuracy (benchmarks/results/openvino_collapse.md).
     """

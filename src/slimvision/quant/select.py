@@ -1,13 +1,12 @@
 """`auto`: pick the deployment (fp32 or INT8, any runtime) that is fastest at the requested batch size within the accuracy limit.
 
-A candidate more than the accuracy limit below the PyTorch fp32 reference on the evaluation set is
-out. Timing is in the same process: a short
-screening round times every candidate; going from the fastest, the first accurate one sets
-the bar and anything clearly slower than it is dropped (a hopeless runtime costs a few calls and no
-accuracy evaluation), and the rest run interleaved rounds (A, B, C, A, B, C, ...) whose
-median of medians decides. An INT8 candidate must beat the fastest fp32 one by `min_gain` to win:
-on a tie the exact model is the better deployment. Every candidate gets a verdict saying why it won
-or lost.
+Timing is in the same process. A short screening round times every candidate; going from the
+fastest, the first candidate within the accuracy limit of PyTorch fp32 (on the evaluation set) sets
+the bar, anything clearly slower than it is dropped without spending an accuracy evaluation, and a
+candidate above the accuracy limit is out however fast it is. The rest run interleaved rounds
+(order rotated each round) whose median of medians decides. INT8 must beat the fastest fp32
+candidate by `min_gain` to win: on a tie the exact model is the better deployment. Every candidate
+gets a verdict saying why it won or lost.
 """
 
 from __future__ import annotations
