@@ -1,6 +1,6 @@
 """`auto`: pick the deployment (fp32 or INT8, any runtime) that is fastest at the requested batch size within the accuracy limit.
 
-Timing is in the same process. A short screening round times every candidate; going from the
+Timing is in the same process. A short interleaved screening round times every candidate; going from the
 fastest, the first candidate within the accuracy limit of PyTorch fp32 (on the evaluation set) sets
 the bar, anything clearly slower than it is dropped without spending an accuracy evaluation, and a
 candidate above the accuracy limit is out however fast it is. The rest run interleaved rounds
@@ -57,8 +57,9 @@ class SelectionConfig:
     """How hard `select_deployment` measures: batch size, screening, interleaved rounds, tie margin."""
 
     batch_size: int = 32
-    screen_repeats: int = 3  # timed calls per candidate in the screening round (at least)
-    screen_ms: float = 100.0  # and at least this much timed work, so sub-millisecond models get enough calls
+    screen_rounds: int = 3  # interleaved screening passes; a candidate's screening time is its fastest pass
+    screen_repeats: int = 2  # timed calls per candidate per screening pass (at least)
+    screen_ms: float = 100.0  # and at least this much timed work over the passes, so sub-millisecond models get enough calls
     prune_ratio: float = 1.5  # screened out when this much slower than the best accurate candidate
     rounds: int = 5
     repeats: int = 5  # timed calls per candidate per round (at least)
@@ -100,12 +101,21 @@ def select_deployment(
         start = time.perf_counter()
         try:
             runtimes[candidate.name] = candidate.make()
-            verdict.screen_ms = timer(runtimes[candidate.name], batch, config.warmup, config.screen_repeats, config.screen_ms)
+            for _ in range(config.warmup):
+                runtimes[candidate.name].run(batch)
         except Exception as exc:  # a runtime that cannot build or run this model is a lost candidate, not a crash
             runtimes.pop(candidate.name, None)
             verdict.status, verdict.reason = FAILED, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             continue
         verdict.build_s = time.perf_counter() - start
+    # Screening is interleaved too, and keeps each candidate's fastest pass: on a loaded machine noise only
+    # adds time, so one unlucky burst must not prune a candidate (or make another look fast).
+    screens: dict[str, list[float]] = {name: [] for name in runtimes}
+    for _ in range(config.screen_rounds):
+        for name in runtimes:
+            screens[name].append(timer(runtimes[name], batch, 0, config.screen_repeats, config.screen_ms / config.screen_rounds))
+    for name, values in screens.items():
+        verdicts[name].screen_ms = min(values)
     # Fastest first: the first accurate candidate sets the bar, and anything clearly slower than it is
     # dropped without spending an accuracy evaluation on it.
     alive: list[str] = []
