@@ -21,7 +21,7 @@ def quantize_command(
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image size (default: the recorded one)."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | openvino | torchao | auto (measure all, keep the fastest within --accuracy-limit)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | openvino | torchao | auto (fp32 and INT8 on each runtime; keeps the fastest at --batch-size within --accuracy-limit)."),
     mode: str = typer.Option("static", "--mode", help="static (calibrated PTQ) | dynamic (MatMul/Gemm weights) | qat (torchao)."),
     calib_samples: int = typer.Option(256, "--calib-samples", help="Training images used for calibration."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax | percentile | entropy."),

@@ -312,8 +312,9 @@ def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, 
     conditions = {
         **conditions,
         "latency": (
-            f"batch {config.batch_size}, random inputs of {list(example.shape[1:])}, same process: a screening round of {selection.screen_repeats} calls "
-            f"drops candidates over {selection.prune_ratio}x the best, then {selection.rounds} interleaved rounds of {selection.repeats} calls, median of medians; "
+            f"batch {config.batch_size}, random inputs of {list(example.shape[1:])}, same process: {selection.screen_rounds} interleaved screening passes "
+            f"(fastest kept) drop candidates over {selection.prune_ratio}x the fastest accurate one, then {selection.rounds} interleaved rounds of "
+            f"at least {selection.repeats} calls, median of medians; "
             f"INT8 must beat the fastest fp32 by {100 * selection.min_gain:.0f}%"
         ),
         "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images); limit {config.accuracy_limit} below PyTorch fp32",
