@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import torch
 
 from slimvision.quant.runtimes import OpenVinoRuntime
 
@@ -25,4 +26,22 @@ def test_openvino_runtime_matches_the_onnx_semantics_of_a_quantized_resnet_short
         got, expected = runtime.run(batch), literal_onnx(SHORTCUT_PREFIX, batch)
         assert got.shape == expected.shape
         assert np.mean(np.abs(got - expected) > 0.02) < 0.001  # 1-ulp rounding ties only, not the ~50% of a dynamic batch
-    assert set(runtime.requests) == {1, 64, 5}
+    assert set(runtime.requests) == {64, 5}
+
+
+def test_predictions_pad_the_last_batch_so_openvino_compiles_one_shape():
+    from slimvision.quant.runtimes import runtime_predictions
+
+    runtime = OpenVinoRuntime(SHORTCUT_PREFIX, threads=1)
+
+    class Logits:  # the prefix's output is a feature map: take its first 10 channel means as "logits"
+        requests = runtime.requests
+
+        def run(self, batch):
+            return runtime.run(batch).mean(axis=(2, 3))[:, :10]
+
+    images = torch.rand(70, 1, 32, 32)
+    predictions = runtime_predictions(Logits(), images, batch_size=32)
+    expected = literal_onnx(SHORTCUT_PREFIX, images.numpy()).mean(axis=(2, 3))[:, :10].argmax(1)
+    assert len(predictions) == 70 and (predictions == expected).mean() > 0.95
+    assert set(runtime.requests) == {32}

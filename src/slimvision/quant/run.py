@@ -284,7 +284,9 @@ def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, 
     selection = SelectionConfig(batch_size=config.batch_size)
     winner, verdicts, _ = select_deployment(
         _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, config),
-        lambda runtime: runtime_predictions(runtime, test.images), test.labels.numpy(), reference, config.accuracy_limit, tuple(example.shape[1:]), selection,
+        # predictions at the timed batch size: OpenVINO compiles one static shape per batch size
+        lambda runtime: runtime_predictions(runtime, test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
+        tuple(example.shape[1:]), selection,
     )
     if winner is None:
         reasons = "; ".join(f"{v.name}: {v.reason}" for v in verdicts)

@@ -59,7 +59,6 @@ class OpenVinoRuntime(Runtime):
         self.model = self.core.read_model(str(onnx_path))
         self.requests: dict[int, object] = {}
         self.label = label
-        self._request(1)  # compile now, so a model OpenVINO cannot run fails here
 
     def _request(self, batch_size: int):
         """The infer request compiled for `batch_size` (compiled on first use)."""
@@ -99,6 +98,12 @@ def runtime_latency_ms(runtime: Runtime, input_size: tuple[int, ...], batch_size
 
 
 def runtime_predictions(runtime: Runtime, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Top-1 class per image."""
-    preds = [runtime.run(images[i : i + batch_size].numpy()).argmax(axis=1) for i in range(0, len(images), batch_size)]
+    """Top-1 class per image, in batches of `batch_size` (a short last batch is zero-padded, so static-shape engines compile one shape)."""
+    preds = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].numpy()
+        count = len(batch)
+        if count < batch_size and len(images) > batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)])
+        preds.append(runtime.run(batch)[:count].argmax(axis=1))
     return np.concatenate(preds)
