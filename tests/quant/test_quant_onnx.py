@@ -172,3 +172,18 @@ def test_model_dir_without_weights_fails_cleanly(cli, trained, tmp_path):
     (broken / "model.safetensors").unlink()
     code, _, err = cli("quantize", "--model", broken, "--out", tmp_path / "q")
     assert code == 1 and "model.safetensors" in err and not (tmp_path / "q").exists()
+
+
+def test_quantize_cli_auto_reports_every_candidate_and_the_artifact_runs_as_chosen(cli, trained, tmp_path):
+    code, out, err = cli("quantize", "--model", trained, "--backend", "auto", "--batch-size", "8", "--calib-samples", "64", "--threads", "1", "--out", tmp_path / "auto", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    names = {c["name"]: c for c in summary["candidates"]}
+    assert {"onnxruntime fp32", "openvino fp32", "onnxruntime int8", "openvino int8"} <= set(names)
+    chosen = names[summary["deployment"]]
+    assert chosen["status"] == "chosen" and summary["batch_size"] == 8 and summary["within_accuracy_limit"]
+    assert all(c["status"] in ("chosen", "slower", "pruned", "inaccurate", "failed") and c["reason"] for c in names.values())
+    code, out, _ = cli("eval", tmp_path / "auto", "--json")
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(summary["accuracy"])
+    code, out, err = cli("quantize", "--model", trained, "--backend", "auto", "--calib-samples", "64", "--threads", "1", "--out", tmp_path / "auto2")
+    assert code == 0 and "the fastest fp32 runtime" in out and "why" in out

@@ -22,13 +22,15 @@ def quantize_command(
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's recorded one)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Local path for cifar10 / imagefolder."),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image size (default: the recorded one)."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | openvino | torchao | auto (measure all, keep the fastest within --accuracy-limit)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | openvino | torchao | auto (fp32 and INT8 on each runtime; keeps the fastest at --batch-size within --accuracy-limit)."),
     mode: str = typer.Option("static", "--mode", help="static (calibrated PTQ) | dynamic (MatMul/Gemm weights) | qat (torchao)."),
     calib_samples: int = typer.Option(256, "--calib-samples", min=1, help="Training images used for calibration."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax | percentile | entropy."),
     keep_float: int = typer.Option(0, "--keep-float", min=0, help="Keep the K most sensitive layers in float (measured one by one)."),
     accuracy_limit: float = typer.Option(0.01, "--accuracy-limit", help="Largest accepted top-1 drop (0.01 = 1 point): auto keeps the fastest runtime within it; a run above it warns."),
     qat_epochs: int = typer.Option(3, "--qat-epochs", help="qat: fine-tuning epochs with fake quantization."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="auto: the batch size whose latency decides."),
+    auto_torchao: bool = typer.Option(False, "--auto-torchao", help="auto: also compile a torchao INT8 candidate (torch.compile adds tens of seconds)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for every runtime (pinned)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (QAT)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -42,7 +44,7 @@ def quantize_command(
 
     config = QuantConfig(
         backend=backend, mode=mode, calib_samples=calib_samples, calib_method=calib_method, keep_float=keep_float,
-        accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed,
+        accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed, batch_size=batch_size, auto_torchao=auto_torchao,
     )
     summary = quantize_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root)
     if not summary:  # a data-parallel rank other than 0
@@ -54,6 +56,9 @@ def quantize_command(
     if json_output:
         print_json(summary)
         return
+    if "candidates" in summary:
+        _print_auto_choice(model, out, summary)
+        return
     table = Table(title=f"quantize {model} -> {out}  (chosen: {summary['backend']}, {summary['mode']})")
     for column in ("runtime", "precision", "accuracy", "agreement", "bs1 ms", "bs32 ms"):
         table.add_column(column, justify="right")
@@ -64,6 +69,21 @@ def quantize_command(
         f"speed-up vs the same runtime's fp32: {summary['speedup_bs1']:.2f}x (bs1), {summary['speedup_bs32']:.2f}x (bs32); "
         f"vs PyTorch eager fp32: {summary['speedup_vs_torch_eager_bs32']:.2f}x (bs32); size {summary['size_bytes_fp32']:,} -> {summary['size_bytes_int8']:,} bytes"
     )
+
+
+def _print_auto_choice(model: str, out: Path, summary: dict) -> None:
+    """One row per candidate deployment with its verdict and the reason."""
+    table = Table(title=f"quantize {model} -> {out}  (auto chose: {summary['deployment']}, batch {summary['batch_size']})")
+    for column in ("candidate", "status", "accuracy", f"bs{summary['batch_size']} ms", "why"):
+        table.add_column(column, justify="left" if column in ("candidate", "why") else "right")
+    for c in summary["candidates"]:
+        accuracy = f"{c['accuracy']:.4f}" if c["accuracy"] is not None else "-"
+        latency = f"{c['latency_ms']:.2f}" if c["latency_ms"] is not None else "-"
+        table.add_row(c["name"], c["status"], accuracy, latency, c["reason"])
+    console.print(table)
+    speedup = summary["speedup_vs_fastest_fp32"]
+    versus = f"{speedup:.2f}x the fastest fp32 runtime ({summary['speedup_basis']})" if speedup else summary["speedup_basis"]
+    console.print(f"{summary['deployment']}: {versus}; chosen in {summary['selection_seconds']:.1f} s")
 
 
 @app.command("export")

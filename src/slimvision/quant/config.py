@@ -23,6 +23,8 @@ class QuantConfig:
     qat_lr: float = 1e-4
     threads: int | None = None
     repeats: int = 20
+    batch_size: int = 32  # `auto` picks the fastest deployment at this batch size
+    auto_torchao: bool = False  # `auto` also compiles a torchao candidate (torch.compile costs tens of seconds)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -38,6 +40,8 @@ class QuantConfig:
             raise ConfigError(f"--qat-epochs must be >= 1, got {self.qat_epochs}")
         if self.accuracy_limit < 0:
             raise ConfigError(f"--accuracy-limit must be >= 0, got {self.accuracy_limit}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.keep_float < 0:
             raise ConfigError(f"--keep-float must be >= 0, got {self.keep_float}")
         if self.mode == "qat" and self.backend not in ("torchao", "auto"):

@@ -12,6 +12,7 @@ inputs OpenVINO fuses conv + add + ReLU into one INT8 kernel.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -78,6 +79,7 @@ def quantize_static_qdq(
     method: str = "minmax",
     exclude: Sequence[str] = (),
     flow_ops: Sequence[str] = FLOW_OPS,
+    keep_activations: bool = False,
 ) -> Path:
     """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically.
 
@@ -97,10 +99,47 @@ def quantize_static_qdq(
             str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),
             nodes_to_exclude=excluded or None, op_types_to_quantize=[*QUANTIZABLE_OPS, *flow_ops],
-            extra_options={"CalibMovingAverage": False},
+            extra_options={"CalibMovingAverage": False, "QDQKeepRemovableActivations": keep_activations},
         )
         atomic_write_bytes(out_path, target.read_bytes())
     return Path(out_path)
+
+
+def without_conv_output_qdq_before_add(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a QDQ model where a Conv output that feeds only residual Adds is not quantized (the Q/DQ pair is removed).
+
+    OpenVINO fuses such an Add into the convolution and applies the Conv output's Q/DQ as a clamp to
+    its range without rounding to the grid (benchmarks/openvino_qdq_repro.py), so its result differs
+    from the ONNX semantics of the file. Without the pair, the file says what OpenVINO computes.
+    """
+    model = copy.deepcopy(model)
+    graph = model.graph
+    producer = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    removed = []
+    for quant in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        source = producer.get(quant.input[0])
+        dequants = consumers.get(quant.output[0], [])
+        if source is None or source.op_type != "Conv" or not dequants or any(d.op_type != "DequantizeLinear" for d in dequants):
+            continue
+        users = [u for d in dequants for u in consumers.get(d.output[0], [])]
+        if not users or any(u.op_type != "Add" for u in users) or any(d.output[0] in graph_outputs for d in dequants):
+            continue
+        if len(consumers.get(quant.input[0], [])) != 1:  # the float Conv output must feed only this Q
+            continue
+        for dequant in dequants:
+            for user in consumers[dequant.output[0]]:
+                for i, name in enumerate(user.input):
+                    if name == dequant.output[0]:
+                        user.input[i] = quant.input[0]
+        removed += [quant, *dequants]
+    for node in removed:
+        graph.node.remove(node)
+    return model
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from slimvision.data import ImageDataset, TensorImageDataset, load_splits
-from slimvision.errors import ArtifactError, ConfigError
+from slimvision.errors import ArtifactError, ConfigError, SlimvisionError
 from slimvision.io import atomic_directory, atomic_write_bytes, atomic_write_json, environment_record, read_json, resolve_model, source_meta
 from slimvision.measure import pinned_threads
 from slimvision.models.sources import ModelSource
@@ -26,6 +27,7 @@ from slimvision.quant.config import QuantConfig
 from slimvision.quant.export import export_onnx
 from slimvision.quant.onnx_int8 import layer_sensitivity, quantize_dynamic_int8, quantize_static_qdq
 from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, Runtime, TorchRuntime, runtime_latency_ms, runtime_predictions
+from slimvision.quant.select import Candidate, SelectionConfig, select_deployment
 
 QUANT_FORMAT = "slimvision-quantized"
 ONNX_FILE = "model.onnx"
@@ -65,6 +67,11 @@ def _onnx_rows(backend: str, fp32: Path, int8: Path, config: QuantConfig, test, 
     if "BF16" in _openvino_capabilities():
         extra.append(_measure(OpenVinoRuntime(fp32, config.threads, "bf16", "openvino"), "bf16 (default on this CPU)", test, reference, input_size, config.repeats, size_fp32))
     return base, quant, extra
+
+
+def _openvino_hint(precision: str) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for a deployment: bf16 only when bf16 was measured and chosen, else f32."""
+    return "bf16" if precision == "bf16" else "f32"
 
 
 def _openvino_capabilities() -> list[str]:
@@ -146,10 +153,12 @@ class QuantResult:
     onnx_int8: bytes | None = None
     torchao_module: Any = None
     example: torch.Tensor | None = None
+    precision: str = "int8"  # `auto` may find the fp32 model (fp32 or bf16 math) the best deployment
 
     @property
     def accuracy(self) -> float | None:
-        return self.summary.get("accuracy_int8")
+        """Top-1 of the saved deployment on the evaluation set (None without one)."""
+        return self.summary.get("accuracy", self.summary.get("accuracy_int8"))
 
     def runtime(self, threads: int | None = None, backend: str | None = None) -> Runtime:
         """A runtime that runs the INT8 model: `.run(numpy batch) -> logits` (ONNX files also run on the other ONNX engine)."""
@@ -161,7 +170,7 @@ class QuantResult:
             path = Path(tmp) / ONNX_FILE
             path.write_bytes(self.onnx_int8)
             if (backend or self.backend) == "openvino":
-                return OpenVinoRuntime(path, threads, "f32", "openvino")
+                return OpenVinoRuntime(path, threads, _openvino_hint(self.precision), "openvino")
             return OrtRuntime(path, threads, "onnxruntime")
 
     def save(self, out_dir: str | Path, data_spec: dict[str, Any] | None = None, config: QuantConfig | None = None, parent: str | None = None) -> Path:
@@ -175,7 +184,7 @@ class QuantResult:
                 atomic_write_bytes(target / ONNX_FILE, self.onnx_int8)
                 self.summary["size_bytes_int8"] = len(self.onnx_int8)
             atomic_write_json(target / "meta.json", {
-                "format": QUANT_FORMAT, "version": 1, "backend": self.backend, "file": PT2_FILE if self.torchao_module is not None else ONNX_FILE,
+                "format": QUANT_FORMAT, "version": 1, "backend": self.backend, "precision": self.precision, "file": PT2_FILE if self.torchao_module is not None else ONNX_FILE,
                 "input_size": list(self.input_size), "data": data_spec, "metrics": {"accuracy": self.accuracy}, "quantize": self.summary,
                 "config": config.to_dict() if config else None, "conditions": self.conditions, "parent": parent, "environment": environment_record(),
             })
@@ -203,10 +212,12 @@ def quantize(
     input_size = tuple(images.shape[1:])
     model = copy.deepcopy(model).cpu().eval()
     calib_images = images[: config.calib_samples]
+    started = time.perf_counter()
     with pinned_threads(config.threads) as threads, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         fp32_path = export_onnx(model, input_size, tmp / "fp32.onnx")
-        backends = ["onnxruntime", "openvino", "torchao"] if config.backend == "auto" else [config.backend]
+        exported = time.perf_counter()
+        backends = _auto_backends(config) if config.backend == "auto" else [config.backend]
         int8_onnx = None
         kept_float: list[str] = []
         if config.mode != "qat" and any(b in ("onnxruntime", "openvino") for b in backends):
@@ -227,15 +238,105 @@ def quantize(
         converted = _torchao_convert(model, calibration, images, config) if "torchao" in usable else None
         summary: dict[str, Any] = {"backend": usable[0], "mode": config.mode, "size_bytes_fp32": fp32_path.stat().st_size, "size_bytes_int8": None, "kept_float": kept_float}
         conditions: dict[str, Any] = {"threads": threads, "calibration": f"{config.calib_method} on the first {config.calib_samples} calibration images"}
-        if evaluation is not None:
+        conditions["seconds"] = {"export": exported - started, "quantize_and_calibrate": time.perf_counter() - exported}
+        if config.backend == "auto":
+            summary, conditions = _auto_deployment(model, usable, fp32_path, int8_onnx, converted, images[:32], config, evaluation, summary, conditions)
+        elif evaluation is not None:
             summary, conditions = _measure_backends(model, usable, fp32_path, int8_onnx, converted, images[:32], config, evaluation, summary, conditions)
-        chosen = summary["backend"]
-        conditions["activations"] = "uint8 (asymmetric), weights int8 per channel (QDQ)" if chosen != "torchao" else "torchao X86InductorQuantizer default config"
+        chosen, precision = summary["backend"], summary.get("precision", "int8")
+        if precision != "int8":
+            conditions["activations"] = f"none: the fp32 model ({precision} math) was the fastest accurate deployment"
+        else:
+            conditions["activations"] = "uint8 (asymmetric), weights int8 per channel (QDQ)" if chosen != "torchao" else "torchao X86InductorQuantizer default config"
+        onnx_file = fp32_path if precision != "int8" else int8_onnx
         return QuantResult(
             chosen, config.mode, input_size, summary, conditions,
-            onnx_int8=int8_onnx.read_bytes() if chosen != "torchao" else None,
-            torchao_module=converted if chosen == "torchao" else None, example=images[:32],
+            onnx_int8=onnx_file.read_bytes() if chosen != "torchao" else None,
+            torchao_module=converted if chosen == "torchao" else None, example=images[:32], precision=precision,
         )
+
+
+def _auto_backends(config: QuantConfig) -> list[str]:
+    """Runtimes `auto` considers: both ONNX engines, and torchao when asked for (or when QAT needs it)."""
+    return ["onnxruntime", "openvino"] + (["torchao"] if config.auto_torchao or config.mode == "qat" else [])
+
+
+def _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig) -> list[Candidate]:
+    """fp32 deployments of every runtime first, then the INT8 ones (only those the mode produced)."""
+    candidates = [Candidate("onnxruntime", "fp32", lambda: OrtRuntime(fp32_path, config.threads, "onnxruntime"))]
+    candidates.append(Candidate("openvino", "fp32", lambda: OpenVinoRuntime(fp32_path, config.threads, "f32", "openvino")))
+    if "BF16" in _openvino_capabilities():
+        candidates.append(Candidate("openvino", "bf16", lambda: OpenVinoRuntime(fp32_path, config.threads, "bf16", "openvino")))
+    if int8_onnx is not None:
+        candidates.append(Candidate("onnxruntime", "int8", lambda: OrtRuntime(int8_onnx, config.threads, "onnxruntime")))
+        candidates.append(Candidate("openvino", "int8", lambda: OpenVinoRuntime(int8_onnx, config.threads, "f32", "openvino")))
+    if converted is not None:
+        from slimvision.quant import torchao_int8
+
+        candidates.append(Candidate("torchao", "int8", lambda: TorchRuntime(torchao_int8.compile_frozen(converted, example), "torchao pt2e + inductor")))
+    return [c for c in candidates if c.precision != "int8" or c.backend in backends]  # fp32 always competes
+
+
+def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
+    """(summary, conditions) naming the fastest accurate deployment, fp32 or INT8, with every candidate's verdict."""
+    start = time.perf_counter()
+    reference = runtime_predictions(TorchRuntime(model, "torch eager"), test.images)
+    selection = SelectionConfig(batch_size=config.batch_size)
+    winner, verdicts, _ = select_deployment(
+        _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, config),
+        # predictions at the timed batch size: OpenVINO compiles one static shape per batch size
+        lambda runtime: runtime_predictions(runtime, test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
+        tuple(example.shape[1:]), selection,
+    )
+    if winner is None:
+        reasons = "; ".join(f"{v.name}: {v.reason}" for v in verdicts)
+        raise SlimvisionError(f"auto found no deployment that runs this model: {reasons}")
+    accuracy_fp32 = float((reference == test.labels.numpy()).mean())
+    speedup, basis = _speedup_vs_fastest_fp32(winner, verdicts)
+    summary = {
+        **summary,
+        "backend": winner.backend,
+        "precision": winner.precision,
+        "deployment": winner.name,
+        "accuracy_fp32": accuracy_fp32,
+        "accuracy": winner.accuracy,
+        "accuracy_int8": winner.accuracy if winner.precision == "int8" else None,
+        "agreement_top1": winner.agreement,
+        "batch_size": config.batch_size,
+        "latency_ms": winner.latency_ms,
+        "speedup_vs_fastest_fp32": speedup,
+        "speedup_basis": basis,
+        "candidates": [dataclasses.asdict(v) for v in verdicts],
+        "accepted_backends": sorted({v.name for v in verdicts if v.status not in ("inaccurate", "failed")}),
+        "within_accuracy_limit": True,
+        "selection_seconds": time.perf_counter() - start,
+    }
+    conditions = {
+        **conditions,
+        "latency": (
+            f"batch {config.batch_size}, random inputs of {list(example.shape[1:])}, same process: {selection.screen_rounds} interleaved screening passes "
+            f"(fastest kept) drop candidates over {selection.prune_ratio}x the fastest accurate one, then {selection.rounds} interleaved rounds of "
+            f"at least {selection.repeats} calls, median of medians; "
+            f"INT8 must beat the fastest fp32 by {100 * selection.min_gain:.0f}%"
+        ),
+        "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images); limit {config.accuracy_limit} below PyTorch fp32",
+    }
+    return summary, conditions
+
+
+def _speedup_vs_fastest_fp32(winner, verdicts) -> tuple[float | None, str]:
+    """(fastest fp32 latency / winner latency, what it compares): interleaved rounds when both ran them, else the screening round."""
+    fp32 = [v for v in verdicts if v.precision != "int8" and v.screen_ms is not None]
+    if not fp32:
+        return None, "no fp32 runtime could run the model"
+    if winner.precision != "int8":
+        return 1.0, "the chosen deployment is fp32"
+    timed = [v for v in fp32 if v.round_ms]
+    if timed:
+        best = min(timed, key=lambda v: v.latency_ms)
+        return best.latency_ms / winner.latency_ms, f"vs {best.name}, interleaved rounds"
+    best = min(fp32, key=lambda v: v.screen_ms)
+    return best.screen_ms / winner.screen_ms, f"vs {best.name}, screening round (every fp32 runtime was pruned there)"
 
 
 def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
@@ -338,7 +439,7 @@ def load_quantized_runtime(path: str | Path, backend: str | None = None, threads
     if backend == "onnxruntime":
         return OrtRuntime(file, threads), meta
     if backend == "openvino":
-        return OpenVinoRuntime(file, threads, "f32"), meta
+        return OpenVinoRuntime(file, threads, _openvino_hint(meta.get("precision", "int8"))), meta
     raise ConfigError(f"backend {backend!r} cannot run {file.name}; use onnxruntime or openvino")
 
 

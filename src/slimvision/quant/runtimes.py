@@ -39,25 +39,40 @@ class OrtRuntime(Runtime):
 
 
 class OpenVinoRuntime(Runtime):
-    """OpenVINO CPU plugin. precision 'f32' pins fp32 math (on CPUs with AMX/BF16 the default would be bf16)."""
+    """OpenVINO CPU plugin, compiled once per batch size with a static input shape.
+
+    precision 'f32' pins fp32 math (on CPUs with AMX/BF16 the default would be bf16). Static shapes
+    are not only faster: with a dynamic batch dimension OpenVINO 2025.4 to 2026.4 (not 2025.3 or older) miscomputes the
+    channel Concat of a ResNet option-A shortcut inside a quantized graph, which is what collapsed
+    resnet20/56 INT8 accuracy (benchmarks/results/openvino_collapse.md).
+    """
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None, precision: str = "f32", label: str = "openvino"):
         try:
             import openvino as ov
         except ImportError:
             raise SlimvisionError("the openvino runtime is not installed (pip install openvino)") from None
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        self.config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        core = ov.Core()
-        model = core.read_model(str(onnx_path))
-        model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([-1, *model.inputs[0].get_partial_shape()[1:]])})
-        self.compiled = core.compile_model(model, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(onnx_path))
+        self.requests: dict[int, object] = {}
         self.label = label
 
+    def _request(self, batch_size: int):
+        """The infer request compiled for `batch_size` (compiled on first use)."""
+        if batch_size not in self.requests:
+            import openvino as ov
+
+            model = self.model.clone()
+            graph_input = model.inputs[0]
+            model.reshape({graph_input.get_any_name(): ov.PartialShape([batch_size, *graph_input.get_partial_shape()[1:]])})
+            self.requests[batch_size] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        return self.requests[batch_size]
+
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.request.infer({0: batch})[0].copy()
+        return self._request(len(batch)).infer({0: batch})[0].copy()
 
 
 class TorchRuntime(Runtime):
@@ -83,6 +98,12 @@ def runtime_latency_ms(runtime: Runtime, input_size: tuple[int, ...], batch_size
 
 
 def runtime_predictions(runtime: Runtime, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Top-1 class per image."""
-    preds = [runtime.run(images[i : i + batch_size].numpy()).argmax(axis=1) for i in range(0, len(images), batch_size)]
+    """Top-1 class per image, in batches of `batch_size` (a short last batch is zero-padded, so static-shape engines compile one shape)."""
+    preds = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].numpy()
+        count = len(batch)
+        if count < batch_size and len(images) > batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)])
+        preds.append(runtime.run(batch)[:count].argmax(axis=1))
     return np.concatenate(preds)

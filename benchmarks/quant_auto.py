@@ -1,0 +1,65 @@
+"""How long `quantize --backend auto` takes and what it picks, with every candidate's verdict.
+
+    python benchmarks/quant_auto.py --model runs/r20 --threads 2 --batch-sizes 32 1 --out benchmarks/results/quant_auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from slimvision.io import atomic_write_bytes, atomic_write_json
+from slimvision.quant import QuantConfig, quantize_artifact
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 1])
+    parser.add_argument("--auto-torchao", action="store_true")
+    parser.add_argument("--out", required=True, help="path prefix for .json and .md")
+    args = parser.parse_args()
+    runs = []
+    for batch_size in args.batch_sizes:
+        config = QuantConfig(backend="auto", threads=args.threads, batch_size=batch_size, auto_torchao=args.auto_torchao)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            summary = quantize_artifact(args.model, config, Path(tmp) / "q")
+            meta = json.loads((Path(tmp) / "q" / "meta.json").read_text())
+            runs.append({"batch_size": batch_size, "wall_seconds": time.perf_counter() - start, "summary": summary, "conditions": meta["conditions"]})
+    load = os.getloadavg()
+    lines = [
+        f"# `quantize --backend auto` on {args.model}", "",
+        f"Command: `python benchmarks/quant_auto.py --model {args.model} --threads {args.threads} --batch-sizes {' '.join(map(str, args.batch_sizes))}"
+        f"{' --auto-torchao' if args.auto_torchao else ''} --out {args.out}`.",
+        f"{args.threads} threads pinned; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores "
+        "(the machine was shared: other jobs ran at the same time, so absolute times are inflated and noisy).", "",
+    ]
+    for run in runs:
+        s = run["summary"]
+        lines += [
+            f"## batch {run['batch_size']}: chose {s['deployment']} in {run['wall_seconds']:.1f} s "
+            f"(export {run['conditions']['seconds']['export']:.1f} s, quantize + calibrate {run['conditions']['seconds']['quantize_and_calibrate']:.1f} s, "
+            f"selection {s['selection_seconds']:.1f} s)", "",
+            f"fp32 top-1 {s['accuracy_fp32']:.4f}; chosen top-1 {s['accuracy']:.4f}; speed-up vs the fastest fp32: "
+            + (f"{s['speedup_vs_fastest_fp32']:.2f}x ({s['speedup_basis']})" if s["speedup_vs_fastest_fp32"] else s["speedup_basis"]), "",
+            f"Timing: {run['conditions']['latency']}.", "",
+            "| candidate | status | top-1 | screening ms | rounds median ms | build + screen s | why |", "|---|---|---|---|---|---|---|",
+        ]
+        for c in s["candidates"]:
+            fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
+            rounds = fmt(c["latency_ms"], ".2f") if c["round_ms"] else "-"
+            lines.append(f"| {c['name']} | {c['status']} | {fmt(c['accuracy'], '.4f')} | {fmt(c['screen_ms'], '.2f')} | {rounds} | {fmt(c['build_s'], '.1f')} | {c['reason']} |")
+        lines.append("")
+    atomic_write_json(Path(args.out + ".json"), runs)
+    atomic_write_bytes(Path(args.out + ".md"), "\n".join(lines).encode())
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
