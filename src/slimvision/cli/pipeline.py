@@ -3,36 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-from rich import box
-from rich.table import Table
 
 from slimvision.cli.app import app, console, print_json
-
-
-def print_stage(plan: Any, total: int, event: str) -> None:
-    """One rule per stage as it starts or is reused (the stage's own progress bars follow on stderr)."""
-    name, kind = plan.stage.stage_name, plan.stage.stage
-    title = f"[{plan.index + 1}/{total}] {kind}" + (f" -> {name}" if name != kind else "")
-    if event == "reused":
-        console.rule(f"{title}  (reused)")
-    elif event == "start":
-        console.rule(title)
-
-
-def summary_table(rows: list[dict[str, Any]], title: str) -> Table:
-    """The measured rows as a table that fits an 80-column terminal."""
-    from slimvision.report import table_cells
-
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("artifact", "top-1", "params", "MACs", "bs1 ms", "bs32 ms", "x bs32"):
-        table.add_column(column, justify="left" if column == "artifact" else "right", overflow="fold")
-    for row in rows:
-        label, _, top1, params, macs, _, bs1, bs32, speedup = table_cells(row)
-        table.add_row(label if len(label) <= 22 else label[:21] + "…", top1, params, macs, bs1, bs32, speedup)
-    return table
+from slimvision.pipeline.console import stage_printer, summary_table
 
 
 @app.command("optimize")
@@ -45,7 +21,7 @@ def optimize_command(
     """Run a recipe (train, prune, distill, quantize, export, ckpt-compress) into a resumable run directory and report every artifact."""
     from slimvision.pipeline.runner import run_recipe
 
-    result = run_recipe(recipe, out, force=force, on_stage=None if json_output else print_stage)
+    result = run_recipe(recipe, out, force=force, on_stage=None if json_output else stage_printer(console))
     if json_output:
         print_json(result["summary"])
         return

@@ -170,7 +170,9 @@ def report_run(run_dir: str | Path, recipe: Recipe | None = None, remeasure: boo
         if kind in MODEL_STAGES:
             latest = name
     if not entries:
-        raise ConfigError(f"{run_dir}: no finished model stage to report on")
+        started = any((run_dir / name / "stage.json").is_file() for name in recipe.names())
+        what = "no finished model stage to report on" if started else "not a run directory of `slimvision optimize` (no stage has run)"
+        raise ConfigError(f"{run_dir}: {what}")
     return write_report(run_dir, entries, recipe.threads, remeasure=remeasure, rounds=rounds, repeats=repeats)
 
 

@@ -36,7 +36,7 @@ def tradeoff_plot(labels: Sequence[str], costs: Sequence[float], scores: Sequenc
     axes.set_ylabel(score_label)
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best")
     figure.tight_layout()
     import io
 

@@ -57,7 +57,7 @@ def _plots(run_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[str, Path]]:
 def _conditions_lines(conditions: dict[str, Any]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in conditions["versions"].items())
     return [
-        f"device: {conditions['device']} ({conditions['cpu']}, {conditions['logical_cpus']} logical CPUs), {conditions['threads']} threads pinned",
+        f"device: {conditions['device']} ({conditions['cpu']}, {conditions['logical_cpus']} logical CPUs), {conditions['threads']} thread(s) pinned",
         f"latency: {conditions['latency']}; {conditions['rounds']} rounds x {conditions['repeats_per_round']} timed runs after "
         f"{conditions['warmup_per_round']} warm-up, batch sizes {conditions['batch_sizes']}",
         f"speed-up: {conditions['speedup']}",
