@@ -108,3 +108,13 @@ def test_an_interrupted_train_stage_continues_from_its_checkpoint(tmp_path):
     assert [s["status"] for s in stages] == ["ran", "ran", "ran"]
     log = (run / "train" / "log.txt").read_text()
     assert "resuming from its checkpoint" in log
+
+
+def test_a_finished_stage_whose_output_was_deleted_is_redone(tmp_path):
+    import shutil
+
+    recipe = write_recipe(tmp_path)
+    run = tmp_path / "run"
+    run_recipe(recipe, run, report=False)
+    shutil.rmtree(run / "prune" / "model")
+    assert [s["status"] for s in run_recipe(recipe, run, report=False)["stages"]] == ["reused", "ran", "ran"]

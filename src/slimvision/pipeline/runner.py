@@ -19,7 +19,7 @@ from slimvision.io import atomic_write_bytes
 from slimvision.io.paths import guard_output
 from slimvision.models import ModelSource
 from slimvision.pipeline.recipe import MODEL_STAGES, Recipe, load_recipe, recipe_from_dict
-from slimvision.pipeline.stages import ARTIFACT_DIR, RUNNERS, StageContext
+from slimvision.pipeline.stages import ARTIFACT_DIR, RUNNERS, StageContext, stage_output
 from slimvision.pipeline.state import StageRecord, path_fingerprint, stage_hash
 
 RECIPE_COPY = "recipe.yaml"
@@ -76,7 +76,8 @@ def plan_run(recipe: Recipe, out: Path, force: str | None = None) -> list[StageP
                 files |= {"teacher": path_fingerprint(stage.teacher), "teacher_weights": path_fingerprint(stage.teacher_weights)}
         digest = stage_hash(options, upstream, files)
         digests[name] = digest
-        redo = redo or name == force or not StageRecord(directory).is_done(digest)
+        finished = StageRecord(directory).is_done(digest) and stage_output(stage.stage, directory).exists()
+        redo = redo or name == force or not finished
         plans.append(StagePlan(index, stage, directory, digest, model, teacher, done=not redo))
         if stage.stage in MODEL_STAGES:
             latest_model = name
@@ -91,7 +92,9 @@ def _latest_train(recipe: Recipe, index: int) -> str | None:
 def _inputs(recipe: Recipe) -> list[str | None]:
     files = [recipe.model, recipe.weights, recipe.data.root]
     for stage in recipe.stages:
-        files += [getattr(stage, key, None) for key in ("model", "weights", "teacher", "teacher_weights")]
+        files += [getattr(stage, key, None) for key in ("model", "weights", "teacher_weights")]
+        if getattr(stage, "teacher", None) not in (None, *recipe.names()):
+            files.append(stage.teacher)
     return [f.rpartition(":")[0] if f and f.rpartition(":")[0].endswith(".py") else f for f in files]
 
 

@@ -86,8 +86,7 @@ def run_quantize(stage, ctx: StageContext) -> dict[str, Any]:
 
     _fresh(ctx.output)
     name, image_size, root = ctx.data
-    summary = quantize_artifact(ctx.model, stage.quant_config(ctx.recipe.seed, ctx.recipe.threads), ctx.output, name, image_size, root)
-    return {key: value for key, value in summary.items() if key != "rows"} | {"rows": summary.get("rows", [])}
+    return quantize_artifact(ctx.model, stage.quant_config(ctx.recipe.seed, ctx.recipe.threads), ctx.output, name, image_size, root)
 
 
 def run_export(stage, ctx: StageContext) -> dict[str, Any]:
@@ -104,6 +103,11 @@ def run_ckpt_compress(stage, ctx: StageContext) -> dict[str, Any]:
 
     result = compress_run(str(ctx.model), ctx.directory / ARCHIVE_FILE, stage.compress_config())
     return {"checkpoints": result.n_checkpoints, "raw_bytes": result.raw_bytes, "compressed_bytes": result.compressed_bytes, "ratio": result.ratio}
+
+
+def stage_output(kind: str, directory: Path) -> Path:
+    """Where a stage of `kind` writes its result inside its directory."""
+    return directory / {"export": EXPORT_FILE, "ckpt-compress": ARCHIVE_FILE}.get(kind, ARTIFACT_DIR)
 
 
 RUNNERS: dict[str, Callable[[Any, StageContext], dict[str, Any]]] = {
