@@ -13,7 +13,7 @@ def test_demo_runs_every_stage_and_reports_measured_rows(tmp_path, cli):
     rows = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert [r["label"] for r in rows] == ["trained fp32", "pruned (no fine-tune)", "pruned + NKD", "pruned + NKD + INT8"]
     pruned = json.loads((tmp_path / "demo" / "pruned" / "model" / "meta.json").read_text())
-    assert abs(pruned["prune"]["macs_kept"] - 0.33) < 0.05
+    assert abs(pruned["prune"]["macs_kept"] - 0.5) < 0.05
     distilled = json.loads((tmp_path / "demo" / "distilled" / "model" / "meta.json").read_text())
     assert distilled["metrics"]["accuracy"] > 0.5  # chance is 0.1
     assert rows[2]["accuracy"] == distilled["metrics"]["accuracy"]  # the report measures the artifact the stage wrote
