@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from slimvision.pipeline.runner import report_run, run_recipe
+from slimvision.pipeline.runner import run_recipe
 from tests.pipeline.conftest import write_recipe
 
 QUANTIZE = "  - {stage: quantize, backend: onnxruntime, calib_samples: 64, label: int8}\n"
