@@ -68,7 +68,7 @@ def _latency_ratio(model, input_size: tuple[int, ...], target: Target, threads: 
         if smallest > target.value:
             raise ConfigError(
                 f"--target latency={target.value}ms@bs{target.batch} is out of reach on this machine: pruned to {SMALLEST_RATIO:.0%} of its MACs "
-                f"the model still takes {smallest:.2f} ms (unpruned {full:.2f} ms) in fp32 eager; INT8 may gain 2-4x more, so try a budget near {smallest / 3:.2f} ms or a smaller model"
+                f"the model still takes {smallest:.2f} ms (unpruned {full:.2f} ms) in fp32 eager, the closest point reached; choose a larger budget or a smaller model"
             )
         low, high, best = SMALLEST_RATIO, 1.0, (SMALLEST_RATIO, smallest)
         for _ in range(BISECTION_STEPS):
