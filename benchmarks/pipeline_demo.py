@@ -60,7 +60,7 @@ def main() -> None:
         + (f" --threads {args.threads}" if args.threads else "") + f" --epochs {args.epochs}`", "",
         markdown_table(["artifact", "runtime", "top-1", "params", "MACs", "size", "bs1 ms", "bs32 ms", "bs32 speed-up"], [table_cells(r) for r in rows]), "",
         f"Final artifact vs the trained model at batch 32: **{speedup:.2f}x** faster, top-1 {last['accuracy']:.4f} vs "
-        f"{first['accuracy']:.4f} ({drop:+.1f} points drop). Target >= {TARGET_SPEEDUP}x within {MAX_DROP_POINTS} point: **{verdict}**.", "",
+        f"{first['accuracy']:.4f} ({-drop:+.1f} points). Target >= {TARGET_SPEEDUP}x within {MAX_DROP_POINTS} point: **{verdict}**.", "",
         f"Wall time of the whole run (train, prune, distill, quantize, measuring, report): {seconds:.0f} s; per stage: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items() if v is not None) + ".", "",
         "Latencies are the run's own report: every artifact timed in the same process, interleaved rounds (see conditions.json).", "",
