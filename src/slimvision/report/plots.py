@@ -36,7 +36,29 @@ def tradeoff_plot(labels: Sequence[str], costs: Sequence[float], scores: Sequenc
     axes.set_ylabel(score_label)
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best")
+    figure.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def width_chart(widths: dict[str, list[int | None]], path: str | Path, title: str) -> Path:
+    """Write a PNG bar chart of each conv layer's output channels before and after pruning."""
+    names = list(widths)
+    positions = range(len(names))
+    figure, axes = plt.subplots(figsize=(max(6, 0.3 * len(names) + 2), 4), dpi=110)
+    axes.bar([p - 0.2 for p in positions], [widths[n][0] or 0 for n in names], width=0.4, label="before", color="tab:gray")
+    axes.bar([p + 0.2 for p in positions], [widths[n][1] for n in names], width=0.4, label="after", color="tab:blue")
+    axes.set_xticks(list(positions))
+    axes.set_xticklabels(names, rotation=90, fontsize=7)
+    axes.set_ylabel("output channels")
+    axes.set_title(title)
+    axes.legend()
     figure.tight_layout()
     import io
 
