@@ -1,0 +1,67 @@
+"""ranking_metrics against values worked out by hand on a 10-arch example (K = 3, asymmetric top and bottom)."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from slimvision.nas.correlation import ranking_metrics
+
+# Predicted order is 0, 1, ..., 9. True order (best first): 0, 2, 4, 1, 6, 5, 3, 8, 7, 9.
+SCORES = np.arange(10, 0, -1, dtype=float)
+TRUTH = np.array([0.95, 0.70, 0.90, 0.40, 0.85, 0.50, 0.60, 0.10, 0.30, 0.05])
+
+
+def _kendall_by_pairs(x: np.ndarray, y: np.ndarray) -> float:
+    """(concordant - discordant) / pairs, no ties."""
+    signs = [np.sign(x[i] - x[j]) * np.sign(y[i] - y[j]) for i, j in combinations(range(len(x)), 2)]
+    return float(np.sum(signs) / len(signs))
+
+
+def _spearman_by_ranks(x: np.ndarray, y: np.ndarray) -> float:
+    """1 - 6 sum d^2 / (n (n^2 - 1)), no ties."""
+    d = x.argsort().argsort() - y.argsort().argsort()
+    n = len(x)
+    return float(1 - 6 * np.sum(d**2) / (n * (n**2 - 1)))
+
+
+def test_kendall_spearman_and_pearson_are_each_their_own_formula():
+    metrics = ranking_metrics(SCORES, TRUTH, top_fraction=0.3)
+    kendall, spearman = _kendall_by_pairs(SCORES, TRUTH), _spearman_by_ranks(SCORES, TRUTH)
+    assert abs(kendall - spearman) > 0.05  # the example tells the two apart
+    assert metrics["kendall_tau"] == pytest.approx(kendall)
+    assert metrics["spearman"] == pytest.approx(spearman)
+    assert metrics["pearson"] == pytest.approx(float(np.corrcoef(SCORES, TRUTH)[0, 1]))
+
+
+def test_precision_at_top_k_uses_exactly_k_archs():
+    # K = 3: predicted top {0, 1, 2}, true top {0, 2, 4} -> 2/3 (K = 2 gives 1/2, K = 4 gives 3/4)
+    assert ranking_metrics(SCORES, TRUTH, top_fraction=0.3)["p_at_top10"] == pytest.approx(2 / 3)
+    # K = 2: predicted {0, 1}, true {0, 2} -> 1/2
+    assert ranking_metrics(SCORES, TRUTH, top_fraction=0.2)["p_at_top10"] == pytest.approx(1 / 2)
+
+
+def test_precision_at_bottom_compares_the_predicted_bottom():
+    # K = 3: predicted bottom {7, 8, 9} = true bottom {8, 7, 9} -> 1; the predicted top shares none of them
+    assert ranking_metrics(SCORES, TRUTH, top_fraction=0.3)["p_at_bottom10"] == pytest.approx(1.0)
+    # reversed scores: predicted bottom {0, 1, 2} vs true bottom {8, 7, 9} -> 0
+    assert ranking_metrics(-SCORES, TRUTH, top_fraction=0.3)["p_at_bottom10"] == pytest.approx(0.0)
+
+
+def test_best_and_worst_ranking_among_the_predicted_top_k():
+    # predicted top {0, 1, 2} sit at true positions 0, 3, 1 of 9 -> best 0, worst 3/9
+    metrics = ranking_metrics(SCORES, TRUTH, top_fraction=0.3)
+    assert metrics["best_ranking_at10"] == pytest.approx(0.0)
+    assert metrics["worst_ranking_at10"] == pytest.approx(3 / 9)
+    reversed_metrics = ranking_metrics(-SCORES, TRUTH, top_fraction=0.3)  # predicted top {9, 8, 7}: true positions 9, 7, 8
+    assert reversed_metrics["best_ranking_at10"] == pytest.approx(7 / 9)
+    assert reversed_metrics["worst_ranking_at10"] == pytest.approx(1.0)
+
+
+def test_perfect_and_reversed_rankings():
+    perfect = ranking_metrics(TRUTH * 3 + 1, TRUTH, top_fraction=0.3)
+    assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["p_at_top10"] == 1.0 and perfect["p_at_bottom10"] == 1.0
+    reversed_ = ranking_metrics(-TRUTH, TRUTH, top_fraction=0.3)
+    assert reversed_["kendall_tau"] == pytest.approx(-1.0) and reversed_["p_at_top10"] == 0.0
