@@ -65,3 +65,42 @@ def test_perfect_and_reversed_rankings():
     assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["p_at_top10"] == 1.0 and perfect["p_at_bottom10"] == 1.0
     reversed_ = ranking_metrics(-TRUTH, TRUTH, top_fraction=0.3)
     assert reversed_["kendall_tau"] == pytest.approx(-1.0) and reversed_["p_at_top10"] == 0.0
+
+
+def test_k_of_one_compares_single_archs():
+    # K = round(0.1 * 10) = 1: predicted best 0 is the true best -> 1 (with K = 2 it would be 1/2)
+    assert ranking_metrics(SCORES, TRUTH, top_fraction=0.1)["p_at_top10"] == 1.0
+    assert ranking_metrics(SCORES, TRUTH, top_fraction=0.1)["worst_ranking_at10"] == 0.0
+
+
+def test_rank_percentiles_of_two_archs_are_zero_and_one():
+    metrics = ranking_metrics(np.array([0.0, 1.0]), np.array([1.0, 0.0]), top_fraction=0.5)
+    assert metrics["best_ranking_at10"] == 1.0 and metrics["worst_ranking_at10"] == 1.0
+
+
+def test_constant_scores_or_truth_give_zero_correlation_not_nan():
+    for scores, truth in ((np.full(10, 3.0), TRUTH), (SCORES, np.full(10, 0.5))):
+        metrics = ranking_metrics(scores, truth, top_fraction=0.3)
+        assert metrics["kendall_tau"] == 0.0 and metrics["spearman"] == 0.0 and metrics["pearson"] == 0.0
+
+
+def test_a_score_range_of_exactly_one_is_not_constant():
+    scores, truth = (SCORES - 1) / 9, (TRUTH - 0.05) / 0.9  # both span exactly 1
+    metrics = ranking_metrics(scores, truth, top_fraction=0.3)
+    assert metrics["kendall_tau"] == pytest.approx(_kendall_by_pairs(SCORES, TRUTH))
+    assert metrics["spearman"] == pytest.approx(_spearman_by_ranks(SCORES, TRUTH))
+    assert metrics["pearson"] == pytest.approx(float(np.corrcoef(scores, truth)[0, 1]))
+
+
+def test_ties_are_broken_by_arch_order():
+    # 40 archs, scores in 4 tied groups of 10; truth ranks arch i as i-th best. With stable tie-breaking the
+    # predicted top-4 are archs 0..3 of the best group (all in the true top 4); bottom-4 are archs 36..39.
+    n = 40
+    scores = np.repeat([4.0, 3.0, 2.0, 1.0], 10)
+    rng = np.random.default_rng(0)
+    scores = scores[rng.permutation(n)]
+    order = np.argsort(-scores, kind="stable")
+    truth = np.empty(n)
+    truth[order] = np.arange(n, 0, -1, dtype=float)  # the stable order is the true order
+    metrics = ranking_metrics(scores, truth, top_fraction=0.1)
+    assert metrics["p_at_top10"] == 1.0 and metrics["p_at_bottom10"] == 1.0 and metrics["worst_ranking_at10"] == pytest.approx(3 / 39)
