@@ -125,6 +125,7 @@ def part_mutmut(module: str, tests: list[str], functions: list[str], max_childre
             if match:
                 mutants[match.group(1)] = match.group(2).strip()
         diffs = {}
+        mutants = {m: status for m, status in mutants.items() if status != "not checked"}  # outside --functions
         for mutant, status in mutants.items():
             if status != "killed":
                 diffs[mutant] = subprocess.run([mutmut, "show", mutant], cwd=work, env=env, capture_output=True, text=True).stdout
@@ -155,15 +156,20 @@ def part_report() -> None:
     equivalent = json.loads(equivalent_path.read_text()) if equivalent_path.exists() else {}
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("mutation_mutmut_*.json"))]
     if runs:
-        lines += ["## mutmut (per module)", "",
+        lines += ["## mutmut (per module; only the functions named under 'functions')", "",
                   "Score = killed / (mutants - judged equivalent). 'not killed' = survived + timeout + suspicious + no tests.", "",
-                  "| module | tests | mutants | killed | not killed | judged equivalent | score | seconds |", "|---|---|---|---|---|---|---|---|"]
+                  "| module | functions | tests | mutants | killed | not killed | judged equivalent | score | seconds |", "|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
+            run["mutants"] = {m: s for m, s in run["mutants"].items() if s != "not checked"}
+            run["counts"] = {}
+            for status in run["mutants"].values():
+                run["counts"][status] = run["counts"].get(status, 0) + 1
             total = sum(run["counts"].values())
             killed = run["counts"].get("killed", 0)
             eq = [m for m in equivalent.get(run["module"], {}) if m in run["mutants"] and run["mutants"][m] != "killed"]
             denominator = max(1, total - len(eq))
-            lines.append(f"| `{run['module']}` | {', '.join(f'`{t}`' for t in run['tests'])} | {total} | {killed} | {total - killed} | "
+            functions = ", ".join(f"`{f.split('.x_')[-1].rstrip('*')}`" for f in run.get("functions", [])) or "all"
+            lines.append(f"| `{run['module']}` | {functions} | {', '.join(f'`{t}`' for t in run['tests'])} | {total} | {killed} | {total - killed} | "
                          f"{len(eq)} | {killed / denominator:.0%} | {run['seconds']:.0f} |")
         lines.append("")
         for run in runs:
