@@ -54,3 +54,15 @@ def test_momentum_kept_above_beta_mean_and_only_where_the_weight_was_kept():
     weight_kept = np.array([True, False, True, True, True, True])
     assert momentum_mask(momentum, weight_kept, 1.5).tolist() == [False, False, False, True, False, False]
     assert momentum_mask(momentum, np.ones(6, bool), 0.3).tolist() == [False, True, False, True, False, True]  # threshold 0.45
+
+
+def test_all_zero_second_moment_falls_back_to_the_cap():
+    keep, scale = official_weight_mask(RESIDUAL, np.zeros(6), ALPHA)
+    assert scale == 2.5 and keep.tolist() == [False, False, False, False, False, True]
+
+
+def test_a_residual_equal_to_the_threshold_is_dropped():
+    # |r| = 2, 2, 2, 5 with f = 2.5 (no v): threshold 2.5 * 2 = 5, and 5 is not above it
+    keep, _ = official_weight_mask(np.array([2.0, -2.0, 2.0, 5.0]), None, ALPHA)
+    assert keep.tolist() == [False, False, False, False]
+    assert momentum_mask(np.array([1.0, 1.0, 4.0, 2.0]), np.ones(4, bool), 1.0).tolist() == [False, False, True, False]  # mean 2: 2 is not above
