@@ -104,3 +104,22 @@ def test_ties_are_broken_by_arch_order():
     truth[order] = np.arange(n, 0, -1, dtype=float)  # the stable order is the true order
     metrics = ranking_metrics(scores, truth, top_fraction=0.1)
     assert metrics["p_at_top10"] == 1.0 and metrics["p_at_bottom10"] == 1.0 and metrics["worst_ranking_at10"] == pytest.approx(3 / 39)
+
+
+def test_tied_truth_is_broken_by_arch_order():
+    # 40 archs whose true accuracies tie in 4 groups of 10; the scores follow the stable true order exactly
+    n = 40
+    rng = np.random.default_rng(3)  # a permutation where an unstable sort changes both the top-4 and the bottom-4 sets
+    truth = np.repeat([0.9, 0.7, 0.5, 0.3], 10)[rng.permutation(n)]
+    order = np.argsort(-truth, kind="stable")
+    scores = np.empty(n)
+    scores[order] = np.arange(n, 0, -1, dtype=float)
+    metrics = ranking_metrics(scores, truth, top_fraction=0.1)
+    assert metrics["p_at_top10"] == 1.0 and metrics["p_at_bottom10"] == 1.0
+    assert metrics["best_ranking_at10"] == 0.0 and metrics["worst_ranking_at10"] == pytest.approx(3 / 39)
+
+
+def test_default_top_fraction_is_ten_percent():
+    # 10 archs: K = 1 by default -> the single predicted best (arch 0) is the true best
+    assert ranking_metrics(SCORES, TRUTH)["p_at_top10"] == 1.0
+    assert ranking_metrics(SCORES, TRUTH)["worst_ranking_at10"] == 0.0
