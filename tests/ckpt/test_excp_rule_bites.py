@@ -66,3 +66,22 @@ def test_a_residual_equal_to_the_threshold_is_dropped():
     keep, _ = official_weight_mask(np.array([2.0, -2.0, 2.0, 5.0]), None, ALPHA)
     assert keep.tolist() == [False, False, False, False]
     assert momentum_mask(np.array([1.0, 1.0, 4.0, 2.0]), np.ones(4, bool), 1.0).tolist() == [False, False, True, False]  # mean 2: 2 is not above
+
+
+def test_lower_median_flattens_a_multi_dimensional_tensor():
+    assert lower_median(np.array([[5.0, 1.0], [3.0, 2.0]])) == 2.0
+
+
+def test_mean_of_v_is_accumulated_in_float64():
+    # float32 v (as checkpoints store it): a float32 mean moves f in the 8th digit, enough to flip a residual placed
+    # between the two thresholds; the rule uses the float64 mean so the mask does not depend on summation order
+    rng = np.random.default_rng(1)
+    v = (rng.random(10001).astype(np.float32) * np.float32(2 * (ALPHA / 1.2) ** 2)).astype(np.float32)
+    scale64 = ALPHA / np.sqrt(np.mean(v, dtype=np.float64))
+    scale32 = ALPHA / float(np.sqrt(np.mean(v)))
+    assert scale64 != scale32
+    between = (scale64 + scale32) / 2
+    residual = np.concatenate([np.ones(10000), [between]])
+    keep, scale = official_weight_mask(residual, v, ALPHA)
+    assert scale == pytest.approx(scale64, rel=1e-12)
+    assert bool(keep[-1]) == (between > scale64)
