@@ -47,7 +47,9 @@ def test_nas_bench_build_writes_distinct_archs_and_resumes(cli, tmp_path):
     lines = table.read_text().splitlines()
     rows = [json.loads(line) for line in lines if '"arch"' in line]
     assert len(rows) == 2 and len({r["arch"] for r in rows}) == 2
-    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
+    # one run per seed (only seed 0 was asked for), each with a measured test accuracy
+    assert all(len(r["runs"]) == 1 and r["runs"][0]["seed"] == 0 and 0.0 < r["runs"][0]["test_accuracy"] < 1.0 for r in rows)
+    assert all(r["macs"] > 0 and r["params"] > 0 for r in rows)
     # resuming with a larger --n trains only the missing arch; the first two rows are kept as written
     code, _, err = cli(*args, "--n", "3")
     assert code == 0, err
