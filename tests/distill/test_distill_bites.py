@@ -99,3 +99,38 @@ def test_distiller_kd_with_explicit_alpha():
 def test_distiller_nkd_preset_cifar100_uses_its_temperature_and_gamma():
     got = _distiller_loss(DistillConfig(loss="nkd", preset="cifar100"))
     assert got == pytest.approx(_ce() + _nkd_by_hand(STUDENT, TEACHER, LABELS, 3.0, 3.5), rel=1e-5)
+
+
+def test_feature_loss_on_tokens_is_cls_mse_plus_patch_mse():
+    from slimvision.distill.losses import feature_loss
+
+    # (N=1, L=2, C=1): CLS token error 1 -> 1; patch error 3 -> 9
+    student, teacher = torch.tensor([[[1.0], [3.0]]]), torch.tensor([[[0.0], [0.0]]])
+    assert float(feature_loss(student, teacher)) == pytest.approx(1.0 + 9.0)
+    # one token only: no patch term
+    assert float(feature_loss(student[:, :1], teacher[:, :1])) == pytest.approx(1.0)
+    # (N=1, L=3, C=2): token 0 error (1, 1) -> 1; patches errors (2, 0), (0, 2) -> mean 2
+    student = torch.tensor([[[1.0, 1.0], [2.0, 0.0], [0.0, 2.0]]])
+    assert float(feature_loss(student, torch.zeros_like(student))) == pytest.approx(1.0 + 2.0)
+
+
+def test_feature_loss_names_both_shapes_on_mismatch():
+    from slimvision.distill.losses import feature_loss
+
+    with pytest.raises(ValueError, match=r"projected student features \(2, 3\) do not match teacher \(2, 4\)"):
+        feature_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_uskd_names_the_rankings_on_a_bad_one():
+    from slimvision.distill.losses import uskd_loss
+
+    with pytest.raises(ValueError, match="unknown USKD ranking 'rank'; use one of prob, log_prob"):
+        uskd_loss(torch.zeros(2, 4), torch.zeros(2, 4), torch.tensor([0, 1]), ranking="rank")
+
+
+def test_uskd_soft_labels_of_another_dtype_keep_the_logits_dtype():
+    from slimvision.distill.losses import uskd_loss
+
+    labels = torch.tensor([[0.7, 0.3, 0.0, 0.0], [0.0, 0.0, 0.6, 0.4]], dtype=torch.float64)
+    loss = uskd_loss(torch.tensor(STUDENT, dtype=torch.float32), torch.tensor(TEACHER, dtype=torch.float32), labels)
+    assert loss.dtype == torch.float32
