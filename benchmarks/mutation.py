@@ -192,7 +192,7 @@ def part_report() -> None:
     done = {run["module"] for run in runs}
     left = [m for m in CORE_MODULES if m not in done]
     if left:
-        lines += ["Core modules not yet run through mutmut: " + ", ".join(f"`{m}`" for m in left) + " (their planted bugs above are caught).", ""]
+        lines += ["Core modules not yet run through mutmut: " + ", ".join(f"`{m}`" for m in left) + " (the planted bugs above that live in them are caught).", ""]
     lines += ["Conditions: 2-core machine shared with other jobs, mutants run at nice 10; times are indicative only.", ""]
     (RESULTS / "mutation.md").write_text("\n".join(lines))
 
