@@ -156,3 +156,14 @@ def test_auto_falls_back_to_the_fastest_when_no_runtime_meets_the_limit(monkeypa
 def test_auto_limit_is_inclusive(monkeypatch):
     summary = _select(monkeypatch, {"onnxruntime": 0.25, "openvino": 0.5}, {"onnxruntime": 3.0, "openvino": 1.0}, limit=0.25)
     assert summary["backend"] == "onnxruntime" and summary["accepted_backends"] == ["onnxruntime"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_export_check_limit_is_inclusive():
+    model, other = _tiny(), _tiny()
+    with torch.no_grad():
+        other[-1].bias.add_(0.5)
+    example = torch.randn(2, 1, 8, 8)
+    diff = check_onnx_matches(_onnx_bytes(model), other, example, atol=10.0)
+    assert diff == pytest.approx(0.5, abs=1e-4)
+    assert check_onnx_matches(_onnx_bytes(model), other, example, atol=diff) == diff  # exactly at the limit passes
