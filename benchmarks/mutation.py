@@ -166,7 +166,7 @@ def part_report() -> None:
     if runs:
         lines += ["## mutmut (per module; only the functions named under 'functions')", "",
                   "Score = killed / (mutants - judged equivalent). 'not killed' = survived + timeout + suspicious + no tests.", "",
-                  "| module | functions | tests | mutants | killed | not killed | judged equivalent | score | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| module | functions | tests | mutants | killed | not killed | judged equivalent | score | raw killed / mutants | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
             run["mutants"] = {m: s for m, s in run["mutants"].items() if s != "not checked"}
             run["counts"] = {}
@@ -178,7 +178,7 @@ def part_report() -> None:
             denominator = max(1, total - len(eq))
             functions = ", ".join(f"`{f.split('.x_')[-1].rstrip('*')}`" for f in run.get("functions", [])) or "all"
             lines.append(f"| `{run['module']}` | {functions} | {', '.join(f'`{t}`' for t in run['tests'])} | {total} | {killed} | {total - killed} | "
-                         f"{len(eq)} | {killed / denominator:.0%} | {run['seconds']:.0f} |")
+                         f"{len(eq)} | {killed / denominator:.0%} | {killed / max(1, total):.0%} | {run['seconds']:.0f} |")
         lines.append("")
         for run in runs:
             notes = equivalent.get(run["module"], {})
