@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -46,7 +47,23 @@ def mean_std(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def command_line() -> str:
+    """The command that is running, as a user would type it from the repository root."""
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(RESULTS.parent.parent)
+    except ValueError:
+        pass
+    return " ".join(["python", str(script), *sys.argv[1:]])
+
+
 def write_results(name: str, markdown: str, data: dict) -> None:
+    """results/NAME.md and NAME.json; both name the script and command that wrote them (first line / "command")."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(markdown)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
+    command = command_line()
+    lines = markdown.splitlines()
+    header = f"Written by `{command}` (benchmarks/{Path(sys.argv[0]).name})."
+    # keep the title first; the header goes right under it
+    body = "\n".join([lines[0], "", header, *lines[1:]]) if lines and lines[0].startswith("#") else "\n".join([header, "", *lines])
+    (RESULTS / f"{name}.md").write_text(body + ("\n" if markdown.endswith("\n") else ""))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"command": command, **data}, indent=2, default=str))

@@ -52,14 +52,21 @@ def part_search(n_candidates: int, evaluator_name: str) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         front = run_search(space, evaluator, Constraints(max_macs=max_macs), SearchConfig("evolution", n_candidates, 100, 0, 8, 1), out)
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        n_unique = count_distinct_archs(Path(out) / "evaluations.jsonl", space)
     table = {row["arch"]: row for row in load_bench().rows}
     best = front[-1]
     best_arch = arch_to_string(best["arch"])
-    data = {"evaluator": evaluator_name, "n_candidates": n_candidates, "n_unique": n_candidates, "max_macs": max_macs, "seconds": seconds,
+    data = {"evaluator": evaluator_name, "n_candidates": n_candidates, "n_unique": n_unique, "max_macs": max_macs, "seconds": seconds,
             "best_arch": best_arch, "best_score": best["score"], "best_macs": best["macs"],
-            "best_in_table": table.get(best_arch, {}).get("test_accuracy"), "threads": torch.get_num_threads()}
+            "best_in_table": table.get(best_arch, {}).get("test_accuracy"), "threads": torch.get_num_threads(),
+            "command": f"python benchmarks/proxies.py --part search --candidates {n_candidates} --evaluator {evaluator_name}"}
     (RESULTS / f"proxies_search_{evaluator_name}.json").write_text(json.dumps(data, indent=1))
+
+
+def count_distinct_archs(evaluations: Path, space) -> int:
+    """Distinct archs actually scored: the search log holds one line per evaluation."""
+    return len({space.encode(json.loads(line)["arch"]) for line in evaluations.read_text().splitlines() if line.strip()})
 
 
 def fmt(entry: dict, key: str) -> str:

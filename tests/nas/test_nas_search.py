@@ -109,11 +109,20 @@ def test_optuna_study_resumes_from_storage(tmp_path):
 
 
 def test_latency_constraint_uses_a_measured_lookup_table(tmp_path):
-    config = SearchConfig("random", trials=4, in_chans=1)
-    front = run_search(SPACE, MacsHungry(SPACE), Constraints(max_latency_ms=50.0), config, tmp_path)
+    from slimvision.nas.latency_lut import LatencyTable
+
+    config = SearchConfig("random", trials=6, in_chans=1, image_size=16)
+    # the limit sits between the smallest and the largest subnet's predicted latency, so it excludes part of the space
+    lut = LatencyTable(tmp_path / "latency_lut.json", config.image_size, config.in_chans, config.threads, space=SPACE)
+    smallest, largest = lut.predict_ms(SPACE.smallest()), lut.predict_ms(SPACE.largest())
+    assert largest > 1.5 * smallest
+    limit = (smallest + largest) / 2
+    front = run_search(SPACE, MacsHungry(SPACE), Constraints(max_latency_ms=limit), config, tmp_path)
     table = json.loads((tmp_path / "latency_lut.json").read_text())
     assert any(key.startswith("block/") for key in table) and all(v > 0 for v in table.values())
-    assert all(p["latency_ms"] <= 50.0 for p in front)
+    evaluated = [json.loads(line) for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    assert evaluated and all(r["latency_ms_lut"] <= limit for r in evaluated)
+    assert all(p["latency_ms"] <= limit for p in front)
 
 
 def test_impossible_budget_is_one_clear_error(tmp_path):

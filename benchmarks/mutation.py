@@ -1,0 +1,212 @@
+"""Mutation testing of slimvision's core computations: hand-planted bugs and mutmut, one results file.
+
+nice -n 10 python benchmarks/mutation.py --part plants    # each planted bug in a scratch copy of src/ -> results/mutation_plants.json
+nice -n 10 python benchmarks/mutation.py --part mutmut --module src/slimvision/nas/correlation.py --tests tests/nas_zeroshot/test_correlation_bites.py
+                                                          # mutmut over one module -> results/mutation_mutmut_<module>.json
+python benchmarks/mutation.py --part report               # -> results/mutation.md (+ mutation.json)
+
+Not part of the test suite: each mutant runs a test file, minutes per module on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+COMMAND = "nice -n 10 python " + " ".join(["benchmarks/mutation.py", *sys.argv[1:]])
+
+# The modules holding the core computations (losses, ranking metrics, the ExCP rule, QDQ configuration and export
+# check, the pruning budget search, sensitivity ranking and `auto` selection, MACs/params counting).
+CORE_MODULES = (
+    "src/slimvision/distill/losses.py", "src/slimvision/nas/correlation.py", "src/slimvision/ckpt/excp.py",
+    "src/slimvision/quant/onnx_int8.py", "src/slimvision/quant/export.py", "src/slimvision/quant/run.py",
+    "src/slimvision/prune/pruner.py", "src/slimvision/measure/complexity.py",
+)
+
+# (planted bug, file under src/slimvision, function, original text, replacement, test files that must fail)
+PLANTS = [
+    ("NKD: T^2 factor dropped", "distill/losses.py", "nkd_loss",
+     "non_target_term = -gamma * temperature**2 *", "non_target_term = -gamma *", ["tests/distill/test_distill_bites.py"]),
+    ("NKD: temperature applied to the target term", "distill/losses.py", "nkd_loss",
+     "log_s = F.log_softmax(student_logits, dim=1)", "log_s = F.log_softmax(student_logits / temperature, dim=1)", ["tests/distill/test_distill_bites.py"]),
+    ("KD: T^2 factor dropped", "distill/losses.py", "kd_loss",
+     'reduction="batchmean") * temperature**2', 'reduction="batchmean")', ["tests/distill/test_distill_bites.py"]),
+    ("Distiller: NKD term dropped (CE only)", "distill/distiller.py", "Distiller.loss_fn",
+     "return ce + losses.nkd_loss(", "return ce + 0 * losses.nkd_loss(", ["tests/distill/test_distill_bites.py"]),
+    ("Distiller: KD weight 0 (CE only)", "distill/distiller.py", "Distiller.loss_fn",
+     '(0.9 if cfg.loss == "kd" else 0.5)', '(0.0 if cfg.loss == "kd" else 0.5)', ["tests/distill/test_distill_bites.py"]),
+    ("Kendall tau computed with Spearman", "nas/correlation.py", "ranking_metrics",
+     "float(stats.kendalltau(scores, truth).statistic)", "float(stats.spearmanr(scores, truth).statistic)", ["tests/nas_zeroshot/test_correlation_bites.py"]),
+    ("precision@K with K + 1", "nas/correlation.py", "ranking_metrics",
+     "k = max(1, int(round(top_fraction * n)))", "k = max(1, int(round(top_fraction * n))) + 1", ["tests/nas_zeroshot/test_correlation_bites.py"]),
+    ("precision@K with K - 1", "nas/correlation.py", "ranking_metrics",
+     "k = max(1, int(round(top_fraction * n)))", "k = max(1, int(round(top_fraction * n)) - 1)", ["tests/nas_zeroshot/test_correlation_bites.py"]),
+    ("P@bottom compares the predicted top", "nas/correlation.py", "ranking_metrics",
+     "set(pred_order[-k:]) & set(true_order[-k:])", "set(pred_order[:k]) & set(true_order[-k:])", ["tests/nas_zeroshot/test_correlation_bites.py"]),
+    ("ExCP: Adam scale inverted", "ckpt/excp.py", "official_weight_mask",
+     "alpha / root_mean", "root_mean / alpha", ["tests/ckpt/test_excp_rule_bites.py"]),
+    ("ExCP: mean instead of lower median", "ckpt/excp.py", "official_weight_mask",
+     "scale * lower_median(magnitude)", "scale * float(magnitude.mean())", ["tests/ckpt/test_excp_rule_bites.py"]),
+    ("ExCP: midpoint median instead of lower median", "ckpt/excp.py", "official_weight_mask",
+     "scale * lower_median(magnitude)", "scale * float(np.median(magnitude))", ["tests/ckpt/test_excp_rule_bites.py"]),
+    ("INT8 weights per tensor", "quant/onnx_int8.py", "quantize_static_qdq",
+     "per_channel=True", "per_channel=False", ["tests/quant/test_quant_bites.py"]),
+    ("INT8 weights unsigned", "quant/onnx_int8.py", "quantize_static_qdq",
+     "weight_type=QuantType.QInt8, calibrate_method", "weight_type=QuantType.QUInt8, calibrate_method", ["tests/quant/test_quant_bites.py"]),
+    ("ONNX export check never raises", "quant/export.py", "check_onnx_matches",
+     "if diff > atol:", "if diff > atol and False:", ["tests/quant/test_quant_bites.py"]),
+    ("keep-float ranks the least sensitive first", "quant/onnx_int8.py", "layer_sensitivity",
+     "sorted(scores, key=lambda item: item[1])", "sorted(scores, key=lambda item: -item[1])", ["tests/quant/test_quant_bites.py"]),
+    ("keep-float takes the tail of the ranking", "quant/run.py", "quantize",
+     "ranking[: config.keep_float]", "ranking[-config.keep_float:]", ["tests/quant/test_quant_bites.py"]),
+    ("auto ignores the accuracy limit", "quant/run.py", "_measure_backends",
+     "pool = acceptable or candidates", "pool = candidates", ["tests/quant/test_quant_bites.py"]),
+    ("pruning bisection returns the bracket above the target", "prune/pruner.py", "prune_to_fraction",
+     "best = under if over is None or target - under[0] <= over[0] - target else over", "best = over if over is not None else under",
+     ["tests/prune/test_prune_budget_bites.py"]),
+    ("pruning bisection returns the bracket below the target", "prune/pruner.py", "prune_to_fraction",
+     "best = under if over is None or target - under[0] <= over[0] - target else over", "best = under",
+     ["tests/prune/test_prune_budget_bites.py"]),
+]
+
+
+def _env(src: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1")
+
+
+def part_plants() -> None:
+    """Apply each planted bug to a scratch copy of src/ and run the test files that should catch it."""
+    rows = []
+    for name, rel, function, before, after, tests in PLANTS:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "src"
+            shutil.copytree(ROOT / "src", src)
+            target = src / "slimvision" / rel
+            text = target.read_text()
+            if text.count(before) != 1:
+                raise SystemExit(f"plant {name!r}: expected one occurrence of {before!r} in {rel}, found {text.count(before)}")
+            target.write_text(text.replace(before, after))
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                                  cwd=ROOT, env=_env(src), capture_output=True, text=True)
+            failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
+            rows.append({"bug": name, "where": f"src/slimvision/{rel}:{function}", "tests": tests, "caught": proc.returncode == 1,
+                         "failing_test": failed[0] if failed else None, "returncode": proc.returncode, "seconds": time.perf_counter() - start})
+            print(f"{'caught' if proc.returncode == 1 else 'SURVIVED'}: {name} -> {failed[:1]}")
+    (RESULTS / "mutation_plants.json").write_text(json.dumps({"command": COMMAND, "rows": rows}, indent=1))
+
+
+def part_mutmut(module: str, tests: list[str], functions: list[str], max_children: int) -> None:
+    """Run mutmut over one module (only `functions`, mutmut name globs, if given) with `tests` in a scratch copy; record each mutant's status."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "repo"
+        shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".git", "mutants", "benchmarks", "__pycache__", "*.egg-info"))
+        config = (
+            "\n[tool.mutmut]\n"
+            f'paths_to_mutate = ["{module}"]\n'
+            f"tests_dir = {json.dumps(tests)}\n"
+            'also_copy = ["src/"]\n'
+            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        )
+        pyproject = work / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().replace('addopts = "-q --import-mode=importlib"', 'addopts = "-q"') + config)
+        mutmut = shutil.which("mutmut") or str(Path(sys.executable).parent / "mutmut")
+        start = time.perf_counter()
+        # mutmut puts mutants/src first on sys.path itself; a PYTHONPATH to the clean sources would hide the mutants
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+        run = subprocess.run([mutmut, "run", "--max-children", str(max_children), *functions], cwd=work, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        results = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True)
+        mutants = {}
+        for line in results.stdout.splitlines():
+            match = re.match(r"\s*(\S+): (\S.*)$", line)
+            if match:
+                mutants[match.group(1)] = match.group(2).strip()
+        diffs = {}
+        mutants = {m: status for m, status in mutants.items() if status != "not checked"}  # outside --functions
+        for mutant, status in mutants.items():
+            if status != "killed":
+                diffs[mutant] = subprocess.run([mutmut, "show", mutant], cwd=work, env=env, capture_output=True, text=True).stdout
+    counts: dict[str, int] = {}
+    for status in mutants.values():
+        counts[status] = counts.get(status, 0) + 1
+    tag = Path(module).stem
+    data = {"command": COMMAND, "module": module, "tests": tests, "functions": functions, "seconds": seconds, "counts": counts, "mutants": mutants,
+            "not_killed_diffs": diffs, "mutmut_returncode": run.returncode, "mutmut_tail": run.stdout[-2000:] + run.stderr[-2000:]}
+    (RESULTS / f"mutation_mutmut_{tag}.json").write_text(json.dumps(data, indent=1))
+    print(tag, counts, f"{seconds:.0f} s")
+
+
+def part_report() -> None:
+    """results/mutation.md from the plants and mutmut JSON files (equivalent-mutant notes: results/mutation_equivalent.json)."""
+    lines = ["# Mutation testing", "", f"Written by `benchmarks/mutation.py` (`python benchmarks/mutation.py --part report`) from the JSON files below.", ""]
+    plants_path = RESULTS / "mutation_plants.json"
+    if plants_path.exists():
+        plants = json.loads(plants_path.read_text())
+        caught = sum(r["caught"] for r in plants["rows"])
+        lines += ["## Planted bugs", "", f"Command: `{plants['command']}`. Each bug is applied alone to a scratch copy of `src/`; "
+                  f"the listed test file runs with `-x`. Caught: **{caught} / {len(plants['rows'])}**.", "",
+                  "| planted bug | file:function | caught | first failing test |", "|---|---|---|---|"]
+        for r in plants["rows"]:
+            lines.append(f"| {r['bug']} | `{r['where']}` | {'yes' if r['caught'] else '**no**'} | `{r['failing_test']}` |")
+        lines.append("")
+    equivalent_path = RESULTS / "mutation_equivalent.json"
+    equivalent = json.loads(equivalent_path.read_text()) if equivalent_path.exists() else {}
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("mutation_mutmut_*.json"))]
+    if runs:
+        lines += ["## mutmut (per module; only the functions named under 'functions')", "",
+                  "Score = killed / (mutants - judged equivalent). 'not killed' = survived + timeout + suspicious + no tests.", "",
+                  "| module | functions | tests | mutants | killed | not killed | judged equivalent | score | raw killed / mutants | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for run in runs:
+            run["mutants"] = {m: s for m, s in run["mutants"].items() if s != "not checked"}
+            run["counts"] = {}
+            for status in run["mutants"].values():
+                run["counts"][status] = run["counts"].get(status, 0) + 1
+            total = sum(run["counts"].values())
+            killed = run["counts"].get("killed", 0)
+            eq = [m for m in equivalent.get(run["module"], {}) if m in run["mutants"] and run["mutants"][m] != "killed"]
+            denominator = max(1, total - len(eq))
+            functions = ", ".join(f"`{f.split('.x_')[-1].rstrip('*')}`" for f in run.get("functions", [])) or "all"
+            lines.append(f"| `{run['module']}` | {functions} | {', '.join(f'`{t}`' for t in run['tests'])} | {total} | {killed} | {total - killed} | "
+                         f"{len(eq)} | {killed / denominator:.0%} | {killed / max(1, total):.0%} | {run['seconds']:.0f} |")
+        lines.append("")
+        for run in runs:
+            notes = equivalent.get(run["module"], {})
+            survivors = [m for m, s in run["mutants"].items() if s != "killed"]
+            if not survivors:
+                continue
+            lines += [f"### Not killed in `{run['module']}`", "", f"Command: `{run['command']}`", "", "| mutant | status | judged equivalent? why |", "|---|---|---|"]
+            for mutant in survivors:
+                lines.append(f"| `{mutant}` | {run['mutants'][mutant]} | {notes.get(mutant, 'no: a missing test')} |")
+            lines.append("")
+    done = {run["module"] for run in runs}
+    left = [m for m in CORE_MODULES if m not in done]
+    if left:
+        lines += ["Core modules not yet run through mutmut: " + ", ".join(f"`{m}`" for m in left) + " (the planted bugs above that live in them are caught).", ""]
+    lines += ["Conditions: 2-core machine shared with other jobs, mutants run at nice 10; times are indicative only.", ""]
+    (RESULTS / "mutation.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=("plants", "mutmut", "report"), required=True)
+    parser.add_argument("--module", help="mutmut: a file under src/")
+    parser.add_argument("--tests", default="", help="mutmut: comma-separated test files")
+    parser.add_argument("--functions", default="", help="mutmut: comma-separated mutant name globs (default: the whole module)")
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args()
+    if args.part == "plants":
+        part_plants()
+    elif args.part == "mutmut":
+        part_mutmut(args.module, args.tests.split(","), [f for f in args.functions.split(",") if f], args.max_children)
+    part_report()
