@@ -72,6 +72,7 @@ def merge_artifacts(model_dirs: Sequence[str | Path], config: MergeConfig, out: 
     artifacts = [load_artifact(path) for path in model_dirs]
     names = [str(path) for path in model_dirs]
     first = artifacts[0]
+    check_compatible([a.model.state_dict() for a in artifacts], names)  # names the first differing tensor
     for artifact, name in zip(artifacts[1:], names[1:]):
         if (artifact.arch.source, artifact.arch.model) != (first.arch.source, first.arch.model):
             raise ConfigError(f"cannot merge {name} with {names[0]}: arch.json model {artifact.arch.model!r} vs {first.arch.model!r}")

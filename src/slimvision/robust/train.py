@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from slimvision.data import get_dataset
 from slimvision.errors import ConfigError
-from slimvision.io import load_user_weights, save_artifact, source_arch
+from slimvision.io import resolve_model, save_artifact
 from slimvision.measure import accuracy
 from slimvision.models.sources import ModelSource
 from slimvision.robust.attacks import AttackConfig, PixelModel, pgd
@@ -98,16 +98,16 @@ class AdversarialTraining(Callback):
 
 def adversarial_train(source: ModelSource, data: str, out: str | Path, train_config: TrainConfig, config: AdversarialConfig | None,
                       image_size: int | None = None, data_root: str | None = None, eval_attack: AttackConfig | None = None) -> dict[str, Any]:
-    """Train `source` on `data` (adversarially unless `config` is None), save the artifact to `out`; returns its metrics."""
+    """Train `source` on `data` (adversarially unless `config` is None), save the artifact to `out`; returns its metrics.
+
+    Standard training (`config=None`) runs through the same code, so the two compare at equal epochs.
+    """
     train_set = get_dataset(data, "train", image_size, root=data_root)
     val_set = get_dataset(data, "val", image_size, root=data_root)
     test_set = get_dataset(data, "test", image_size, root=data_root)
     spec = train_set.spec
-    arch = source_arch(source, num_classes=spec.num_classes, in_chans=spec.in_chans)
-    seed_everything(train_config.seed)
-    model = arch.build()
-    if source.weights:
-        load_user_weights(model, source.weights)
+    seed_everything(train_config.seed)  # the initial weights of a built model depend on the seed too
+    model, arch, _ = resolve_model(source, num_classes=spec.num_classes, in_chans=spec.in_chans)  # a directory keeps its weights
     callbacks = []
     if config is not None:
         config = AdversarialConfig(config.method, attack_config_for(train_set, config.attack), config.trades_beta)
