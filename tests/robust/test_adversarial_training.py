@@ -43,3 +43,12 @@ def test_bad_method_is_named():
 
     with pytest.raises(ConfigError, match="--method"):
         AdversarialConfig("fast")
+
+
+def test_callback_state_round_trips_the_attack_stream(digits):
+    spec = digits["train"].spec
+    first = AdversarialTraining(AdversarialConfig(), spec.mean, spec.std)
+    torch.rand(3, generator=first.generator)
+    second = AdversarialTraining(AdversarialConfig(), spec.mean, spec.std)
+    second.load_state_dict(first.state_dict())
+    assert torch.equal(torch.rand(5, generator=first.generator), torch.rand(5, generator=second.generator))

@@ -64,6 +64,14 @@ class AdversarialTraining(Callback):
     def on_train_begin(self, trainer: Trainer) -> None:
         trainer.loss_fn = self.loss
 
+    def state_dict(self) -> dict[str, Any]:
+        """The attack's random stream, so a resumed run draws the same random starts."""
+        return {"generator": self.generator.get_state().tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "generator" in state:
+            self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+
     def _adversarial_pixels(self, pixel_model: PixelModel, pixels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         attack = self.config.attack
         was_training = pixel_model.training
