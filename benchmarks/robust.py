@@ -224,12 +224,32 @@ def robust_reward(model, dataset, attack: AttackConfig) -> float:
     return 0.5 * (scores["clean"] + scores["pgd"])
 
 
+@torch.no_grad()
+def recalibrate_active_subnet(supernet, batches) -> None:
+    """Re-estimate the shared BN statistics for the active subnet as the plain average over `batches`.
+
+    The supernet's sliced batch norm reads `momentum`, so momentum 1/(k+1) at batch k gives the
+    cumulative average (momentum None, what `recalibrate_bn` uses on extracted subnets, would leave
+    the sliced statistics untouched).
+    """
+    norms = [m for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for module in norms:
+        module.reset_running_stats()
+    supernet.train()
+    for index, batch in enumerate(batches):
+        for module in norms:
+            module.momentum = 1.0 / (index + 1)
+        supernet(batch)
+    for module, momentum in zip(norms, saved):
+        module.momentum = momentum
+    supernet.eval()
+
+
 def supernet_reward(supernet, arch: dict, scale: float, splits, attack: AttackConfig) -> float:
     """Reward of `arch` inside a supernet of width `scale`, BN statistics re-estimated for it on 8 training batches."""
-    from slimvision.nas.supernet.shared import recalibrate_bn
-
     activate(supernet, arch, scale)
-    recalibrate_bn(supernet, [splits["train"].images[i : i + 128] for i in range(0, 8 * 128, 128)])
+    recalibrate_active_subnet(supernet, [splits["train"].images[i : i + 128] for i in range(0, 8 * 128, 128)])
     return robust_reward(supernet, splits["val"], attack)
 
 
