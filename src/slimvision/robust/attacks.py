@@ -99,6 +99,12 @@ def _loss_gradient(model: nn.Module, pixels: torch.Tensor, targets: torch.Tensor
     return grad
 
 
+@torch.no_grad()
+def _per_sample_loss(model: nn.Module, pixels: torch.Tensor, targets: torch.Tensor, loss_fn) -> torch.Tensor:
+    logits = model(pixels)
+    return torch.stack([loss_fn(logits[i : i + 1], targets[i : i + 1]) for i in range(logits.shape[0])])
+
+
 def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy: each sample's gradient is independent of the batch size."""
     return F.cross_entropy(logits, targets, reduction="sum")
@@ -130,11 +136,17 @@ def pgd(model: PixelModel, pixels: torch.Tensor, targets: torch.Tensor, config: 
     if start is None:
         start = pixels + (random_start(pixels, config, generator) if config.random_start else torch.zeros_like(pixels))
     adversarial = _clip(start, config.clip).detach()
+    # keep, per sample, the iterate with the highest loss: the last step can overshoot a better point
+    best, best_loss = adversarial, _per_sample_loss(model, adversarial, targets, loss_fn)
     for _ in range(config.steps):
         grad = _loss_gradient(model, adversarial, targets, loss_fn)
         stepped = adversarial + config.resolved_step_size * _ascent_direction(grad, config.norm)
         adversarial = _clip(pixels + _project(stepped - pixels, config.eps, config.norm), config.clip).detach()
-    return adversarial
+        loss = _per_sample_loss(model, adversarial, targets, loss_fn)
+        improved = loss > best_loss
+        best = torch.where(improved.view(-1, *([1] * (pixels.ndim - 1))), adversarial, best)
+        best_loss = torch.where(improved, loss, best_loss)
+    return best
 
 
 def attack(name: str, model: PixelModel, pixels: torch.Tensor, targets: torch.Tensor, config: AttackConfig,
