@@ -153,6 +153,14 @@ def nas_markdown(data: dict) -> list[str]:
     ]
 
 
+def pgd_version_note(data: dict) -> list[str]:
+    """A warning for results measured before PGD kept each sample's highest-loss iterate."""
+    if data.get("pgd_returns") == "highest-loss iterate":
+        return []
+    return ["Measured with the earlier PGD that returned the last iterate (before commit \"robust: PGD returns each sample's "
+            "highest-loss iterate\"); the current PGD is at least as strong per step.", ""]
+
+
 def render() -> None:
     """robust.md from robust.json (training) and robust_nas.json (NAS), whichever exist."""
     lines = ["# Robustness on digits (8x8)", ""]
@@ -161,7 +169,7 @@ def render() -> None:
         path = RESULTS / f"{name}.json"
         if path.exists():
             data = json.loads(path.read_text())
-            lines += to_markdown(data)
+            lines += to_markdown(data) + pgd_version_note(data)
             conditions_block = data["conditions"]
             seconds += data.get("seconds", 0.0)
     if conditions_block:
@@ -186,6 +194,7 @@ def main() -> None:
         began = time.perf_counter()
         data = run_training(args) if args.part == "training" else run_nas(args)
         data["args"] = vars(args)
+        data["pgd_returns"] = "highest-loss iterate"
         data["command"] = "nice -n 10 python benchmarks/robust.py " + " ".join(sys.argv[1:])
         data["conditions"] = {**conditions(args.threads), "machine": "shared with other jobs (contended 2 cores); times are indicative only"}
         data["seconds"] = time.perf_counter() - began
