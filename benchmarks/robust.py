@@ -146,6 +146,7 @@ def nas_markdown(data: dict) -> list[str]:
         "proportionally cheaper (times on a contended machine). The extrapolated rewards are far below the stand-alone ones; "
         "only their order is used.",
         "",
+        *([data["notes"], ""] if data.get("notes") else []),
         markdown_table(["#", "arch", *[f"reward @{s}" for s in (*NAS_SCALES, 1.0)], "multi-shot @1.0", "stand-alone"], per),
         "",
         f"Command: `{data.get('command', 'nice -n 10 python benchmarks/robust.py --part nas')}`",
