@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from slimvision.cli import ckpt, core, distill, nas, nas_bench, pipeline, prune, quant  # noqa: F401  (registers commands)
+from slimvision.cli import ckpt, core, distill, merge, nas, nas_bench, pipeline, prune, quant, robust  # noqa: F401  (registers commands)
 from slimvision.cli.app import app, err_console
 from slimvision.errors import SlimvisionError
 
