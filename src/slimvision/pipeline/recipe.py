@@ -124,6 +124,10 @@ class DistillStage(_Stage):
     loss: str = "kd"
     temperature: Optional[float] = Field(None, gt=0)
     alpha: Optional[float] = None
+    beta: Optional[float] = Field(None, ge=0)
+    mu: Optional[float] = Field(None, ge=0)
+    uskd_ranking: str = "prob"
+    preset: Optional[str] = None
     student_layer: Optional[str] = None
     teacher_layer: Optional[str] = None
     epochs: int = 10
@@ -133,7 +137,8 @@ class DistillStage(_Stage):
     def distill_config(self):
         from slimvision.distill import DistillConfig
 
-        return DistillConfig(self.loss, self.temperature, self.alpha, self.student_layer, self.teacher_layer)
+        return DistillConfig(self.loss, self.temperature, self.alpha, self.student_layer, self.teacher_layer,
+                             beta=self.beta, mu=self.mu, uskd_ranking=self.uskd_ranking, preset=self.preset)
 
     def train_config(self, seed: int):
         from slimvision.train import TrainConfig
@@ -183,16 +188,18 @@ class ExportStage(_Stage):
 class CkptCompressStage(_Stage):
     stage: Literal["ckpt-compress"]
     input: Optional[str] = None  # a train stage (default: the latest one)
+    rule: str = "official"
     bits: int = 4
     lossless: bool = False
-    alpha: float = 5.0
-    beta: float = 3.0
-    tolerance: float = 0.01
+    alpha: Optional[float] = Field(None, ge=0)  # None: the official ExCP default
+    beta: Optional[float] = Field(None, ge=0)
+    base_bits: Optional[int] = None
 
     def compress_config(self):
         from slimvision.ckpt.excp import CompressConfig
 
-        return CompressConfig(bits=self.bits, lossless=self.lossless, alpha=self.alpha, beta=self.beta, tolerance=self.tolerance)
+        given = {k: v for k, v in {"alpha": self.alpha, "beta": self.beta}.items() if v is not None}
+        return CompressConfig(rule=self.rule, bits=self.bits, lossless=self.lossless, base_bits=self.base_bits, **given)
 
     @model_validator(mode="after")
     def _check(self) -> "CkptCompressStage":

@@ -58,7 +58,7 @@ def run_train(stage, ctx: StageContext) -> dict[str, Any]:
     weights = stage.weights if stage.model else (stage.weights or recipe.weights)
     kind, target = parse_model_source(model)
     name, image_size, root = ctx.data
-    spec = RunSpec(target if kind == FILE else model, name, image_size, root, kwargs, stage.train_config(recipe.seed), weights)
+    spec = RunSpec(target if kind == FILE else model, name, image_size, root, kwargs, config=stage.train_config(recipe.seed), weights=weights)
     resume = ctx.resume and bool(checkpoint_dirs(ctx.output))
     if not resume:
         _fresh(ctx.output)
