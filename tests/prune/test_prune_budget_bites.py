@@ -15,7 +15,7 @@ from slimvision.prune.pruner import PruneConfig, prune_to_fraction
 REFERENCE_MACS = 1000.0
 EXAMPLE = torch.zeros(1, 1, 4, 4)
 SOURCE = nn.Linear(2, 2)
-CRITERION, CALIB = object(), [(torch.zeros(1), torch.zeros(1))]
+CRITERION, CALIB, STATE = object(), [(torch.zeros(1), torch.zeros(1))], object()
 
 
 def RATIO_FN(model, ratio):  # noqa: N802 - a sentinel the bisection must pass through
@@ -33,22 +33,22 @@ def calls(monkeypatch):
     """Removing a fraction r of channels keeps 1 - floor(10 r) / 10 of REFERENCE_MACS (channels are integers)."""
     seen: list[tuple] = []
 
-    def prune_once(candidate, example, criterion, ratio, config, ignore, calib, ratio_dict_fn):
-        seen.append((candidate, example, criterion, ratio, config, ignore, calib, ratio_dict_fn))
+    def prune_checked(candidate, example, criterion, ratio, config, state, calib, ratio_dict_fn):
+        seen.append((candidate, example, criterion, ratio, config, state, calib, ratio_dict_fn))
         return _Pruned(1.0 - math.floor(10 * ratio + 1e-9) / 10)
 
     def measure(model, input_size, budget):
         assert input_size == (1, 4, 4) and budget == "macs_ratio"
-        return model.kept * REFERENCE_MACS
+        return getattr(model, "kept", 1.0) * REFERENCE_MACS  # the unpruned source keeps everything
 
-    monkeypatch.setattr(pruner, "prune_once", prune_once)
+    monkeypatch.setattr(pruner, "prune_checked", prune_checked)
     monkeypatch.setattr(pruner, "_measure", measure)
     return seen
 
 
 def _kept(target: float, **config) -> tuple[float, float]:
     config = PruneConfig(macs_ratio=target, ignore_layers=("fc",), **config)
-    model, ratio = prune_to_fraction(SOURCE, EXAMPLE, CRITERION, config, target, REFERENCE_MACS, CALIB, RATIO_FN)
+    model, ratio = prune_to_fraction(SOURCE, EXAMPLE, CRITERION, config, target, REFERENCE_MACS, CALIB, RATIO_FN, state=STATE)
     return model.kept, ratio
 
 
@@ -59,19 +59,20 @@ def test_bisection_returns_the_step_closest_to_the_target(calls, target, closest
     assert 1.0 - math.floor(10 * ratio + 1e-9) / 10 == pytest.approx(closest)  # the ratio reported is the one that produced it
 
 
-def test_every_trial_prunes_a_fresh_copy_with_the_callers_settings(calls):
+def test_every_trial_prunes_with_the_callers_settings(calls):
     _kept(0.52)
     assert calls
-    for candidate, example, criterion, _, config, ignore, calib, ratio_fn in calls:
-        assert isinstance(candidate, nn.Linear) and candidate is not SOURCE and candidate.weight is not SOURCE.weight
-        assert example is EXAMPLE and criterion is CRITERION and calib is CALIB and ratio_fn is RATIO_FN
-        assert isinstance(config, PruneConfig) and ignore == ("fc",)
+    for candidate, example, criterion, _, config, state, calib, ratio_fn in calls:
+        assert candidate is SOURCE  # prune_checked copies it: the caller's model is never pruned in place
+        assert example is EXAMPLE and criterion is CRITERION and calib is CALIB and ratio_fn is RATIO_FN and state is STATE
+        assert isinstance(config, PruneConfig) and config.ignore_layers == ("fc",)
 
 
-def test_an_exact_hit_stops_the_bisection(calls):
-    # trials 0.45 -> 0.6, 0.675 -> 0.4, 0.5625 -> 0.5 (exact): three trials, not BISECTION_STEPS
+def test_an_exact_hit_stops_the_search(calls):
     assert _kept(0.5)[0] == pytest.approx(0.5)
-    assert [round(c[3], 4) for c in calls] == [0.45, 0.675, 0.5625]
+    kept = [1.0 - math.floor(10 * c[3] + 1e-9) / 10 for c in calls]
+    assert kept[-1] == pytest.approx(0.5) and all(k != pytest.approx(0.5) for k in kept[:-1])  # no trial after the hit
+    assert len(calls) < pruner.BISECTION_STEPS
 
 
 def test_a_target_above_every_step_keeps_the_closest_from_below(calls):
@@ -91,5 +92,5 @@ def test_unreachable_target_names_the_budget(calls):
 
 def test_channel_ratio_budget_removes_that_fraction_directly(calls):
     config = PruneConfig(channel_ratio=0.3)
-    model, ratio = prune_to_fraction(SOURCE, EXAMPLE, CRITERION, config, 0.7, 1.0, CALIB, RATIO_FN)
+    model, ratio = prune_to_fraction(SOURCE, EXAMPLE, CRITERION, config, 0.7, 1.0, CALIB, RATIO_FN, state=STATE)
     assert ratio == pytest.approx(0.3) and model.kept == pytest.approx(0.7) and len(calls) == 1 and calls[0][3] == pytest.approx(0.3)
