@@ -30,8 +30,9 @@ def test_torchao_ptq_end_to_end(cli, trained, tmp_path):
     import sys
 
     script = (
-        "import sys, torch; p = torch.export.load(sys.argv[1]);"
-        "print(sorted({str(n.target) for n in p.graph.nodes if n.op == 'call_function'}))"
+        "import sys, torch, torchao.quantization.pt2e\n"  # torchao registers the quantized_decomposed ops the program uses
+        "p = torch.export.load(sys.argv[1])\n"
+        "print(sorted({str(n.target) for n in p.graph.nodes if n.op == 'call_function'}))\n"
     )
     run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ao" / "model.pt2")], capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
