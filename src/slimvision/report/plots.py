@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -11,6 +12,16 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from slimvision.io import atomic_write_bytes  # noqa: E402
+
+
+def _write_png(figure, path: str | Path) -> Path:
+    """Lay out, render and write `figure` as a PNG atomically, then free it."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
@@ -37,14 +48,7 @@ def tradeoff_plot(labels: Sequence[str], costs: Sequence[float], scores: Sequenc
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
-    figure.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return _write_png(figure, path)
 
 
 def width_chart(widths: dict[str, list[int | None]], path: str | Path, title: str) -> Path:
@@ -59,11 +63,4 @@ def width_chart(widths: dict[str, list[int | None]], path: str | Path, title: st
     axes.set_ylabel("output channels")
     axes.set_title(title)
     axes.legend()
-    figure.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return _write_png(figure, path)
