@@ -45,3 +45,32 @@ def test_predictions_pad_the_last_batch_so_openvino_compiles_one_shape():
     expected = literal_onnx(SHORTCUT_PREFIX, images.numpy()).mean(axis=(2, 3))[:, :10].argmax(1)
     assert len(predictions) == 70 and (predictions == expected).mean() > 0.95
     assert set(runtime.requests) == {32}
+
+
+SURVIVES_SIGCHLD = """
+import gc, signal, subprocess, sys
+import numpy as np
+from slimvision.quant.runtimes import OpenVinoRuntime
+first, second = OpenVinoRuntime(sys.argv[1], threads=1), OpenVinoRuntime(sys.argv[1], threads=1)
+first.run(np.zeros((1, 1, 32, 32), np.float32))
+second.run(np.zeros((1, 1, 32, 32), np.float32))
+del first  # destroyed in creation order, as a garbage collector does
+gc.collect()
+del second
+gc.collect()
+signal.signal(signal.SIGCHLD, lambda *_: None)
+subprocess.run(["true"], check=True)
+print("alive")
+"""
+
+
+def test_openvino_runtimes_released_in_any_order_leave_the_process_able_to_handle_signals():
+    # Separate OpenVINO Cores freed in creation order leave a freed signal stack installed, and the next
+    # SIGCHLD kills the process (benchmarks/openvino_altstack_repro.py); the runtimes share one Core.
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", SURVIVES_SIGCHLD, str(SHORTCUT_PREFIX)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 0 and run.stdout.split()[-1:] == ["alive"], (run.returncode, run.stderr[-2000:])

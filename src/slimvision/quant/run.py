@@ -75,9 +75,9 @@ def _openvino_hint(precision: str) -> str:
 
 
 def _openvino_capabilities() -> list[str]:
-    import openvino as ov
+    from slimvision.quant.runtimes import openvino_core
 
-    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return list(openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def _torchao_convert(model, calibration, images: torch.Tensor, config: QuantConfig):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,23 @@ class OrtRuntime(Runtime):
         return self.session.run(None, {INPUT_NAME: batch})[0]
 
 
+@cache
+def openvino_core():
+    """The process's one OpenVINO Core, shared by every OpenVINO runtime.
+
+    Each Core installs its own alternate signal stack on the calling thread and, when destroyed, frees it and
+    restores the stack that was current when it was created. Two Cores destroyed in creation order therefore
+    leave a freed alternate stack installed, and the next signal handled on that thread (SIGCHLD from any
+    subprocess) kills the process with SIGSEGV (benchmarks/openvino_altstack_repro.py). One Core that lives as
+    long as the process never frees it.
+    """
+    try:
+        import openvino as ov
+    except ImportError:
+        raise SlimvisionError("the openvino runtime is not installed (pip install openvino)") from None
+    return ov.Core()
+
+
 class OpenVinoRuntime(Runtime):
     """OpenVINO CPU plugin, compiled once per batch size with a static input shape.
 
@@ -48,14 +66,10 @@ class OpenVinoRuntime(Runtime):
     """
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None, precision: str = "f32", label: str = "openvino"):
-        try:
-            import openvino as ov
-        except ImportError:
-            raise SlimvisionError("the openvino runtime is not installed (pip install openvino)") from None
         self.config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
-        self.core = ov.Core()
+        self.core = openvino_core()
         self.model = self.core.read_model(str(onnx_path))
         self.requests: dict[int, object] = {}
         self.label = label
