@@ -29,6 +29,7 @@ from slimvision.nas.strategies import Constraints, SearchConfig, run_search
 STRATEGIES = ("random", "evolution", "tpe", "predictor", "zero-shot", "darts", "gdas", "enas")
 RUNS = RESULTS / "nas_runs.jsonl"
 CACHE = RESULTS / "nas_trained_cache.jsonl"
+OUTPUT = "nas"
 
 
 def run_classic(strategy: str, seed: int, args, oracle: BenchOracle) -> dict:
@@ -120,7 +121,7 @@ def report(args) -> None:
                          r["bench_source"], f"{r['search_seconds']:.0f}", r["ground_truth_queries"]] for r in rows]), "",
         *args.notes, *conditions_markdown({**conditions(torch.get_num_threads()), "machine": "2 cores shared with other jobs (heavily contended; wall times are inflated and noisy)"}),
     ]
-    write_results("nas", "\n".join(lines), {"runs": rows})
+    write_results(OUTPUT, "\n".join(lines), {"runs": rows})
 
 
 def _arch_string(arch: dict) -> str:
@@ -130,6 +131,7 @@ def _arch_string(arch: dict) -> str:
 
 
 def main() -> None:
+    global RUNS, CACHE, OUTPUT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("measure", "report", "all"), default="all")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -140,10 +142,13 @@ def main() -> None:
     parser.add_argument("--proxy", default="jacob_cov")
     parser.add_argument("--proxy-trials", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", default=OUTPUT, help="Results name: results/NAME.md, NAME_runs.jsonl, NAME_trained_cache.jsonl.")
     args = parser.parse_args()
     args.strategies = [s for s in args.strategies.split(",") if s]
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.notes = []
+    OUTPUT = args.output
+    RUNS, CACHE = RESULTS / f"{OUTPUT}_runs.jsonl", RESULTS / f"{OUTPUT}_trained_cache.jsonl"
     torch.set_num_threads(args.threads)
     if args.part in ("measure", "all"):
         measure(args)

@@ -61,7 +61,7 @@ def search_command(
     bench: Optional[Path] = typer.Option(None, "--bench", help="Benchmark table for bench_accuracy/percentile and the predictor's ground truth (default: the shipped one)."),
     bench_cache: Optional[Path] = typer.Option(None, "--bench-cache", help="JSON-lines cache of archs trained with the table's protocol (reused across runs)."),
     population: int = typer.Option(16, "--population", help="Population size (evolution, nsga2)."),
-    threads: int = typer.Option(1, "--threads", help="Threads for latency measurements."),
+    threads: int = typer.Option(1, "--threads", help="Threads for latency measurements (darts | gdas | enas | predictor: torch threads of the whole search)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Evaluate candidates in parallel with Ray Tune: 'local' starts Ray here, or a cluster address (e.g. 'auto', 'ray://host:10001')."),
     ray_workers: int = typer.Option(2, "--ray-workers", help="Parallel Ray trials (one CPU and one thread each)."),
@@ -78,7 +78,10 @@ def search_command(
     from slimvision.nas.cell_search import CELL_STRATEGIES
 
     if strategy in CELL_STRATEGIES:
-        _cell_search(space, strategy, data, data_root, image_size, epochs, seed, trials, second_order, encoder, bench, bench_cache, out, json_output)
+        from slimvision.measure import pinned_threads
+
+        with pinned_threads(threads):
+            _cell_search(space, strategy, data, data_root, image_size, epochs, seed, trials, second_order, encoder, bench, bench_cache, out, json_output)
         return
     from slimvision.nas import SPACES, create_evaluator
     from slimvision.nas.strategies import Constraints, SearchConfig, run_search

@@ -62,7 +62,10 @@ class BenchOracle:
 
         if not self.protocol:
             raise ConfigError(f"benchmark table {self.table.path}: no header with its training protocol, so an arch outside it cannot be trained")
-        config = BenchConfig(**{k: (tuple(v) if k == "seeds" else v) for k, v in self.protocol.items()}, progress=False)
+        from dataclasses import fields
+
+        known = {f.name for f in fields(BenchConfig)}
+        config = BenchConfig(**{k: (tuple(v) if k == "seeds" else v) for k, v in self.protocol.items() if k in known}, progress=False)
         space = SPACES.get(config.space)(channels=config.channels, cells_per_stage=config.cells_per_stage, **config.space_kwargs)
         if self._splits is None:
             self._splits = tuple(get_dataset(config.data, split, image_size=config.image_size) for split in ("train", "val", "test"))
