@@ -51,18 +51,21 @@ def run_classic(strategy: str, seed: int, args, oracle: BenchOracle) -> dict:
 
 def run_family(strategy: str, seed: int, args) -> dict:
     config = CellSearchConfig(strategy, image_size=args.image_size, epochs=args.epochs, seed=seed, trials=args.budget,
-                              bench_cache=str(CACHE), progress=False)
+                              encoder=args.encoder, bench_cache=str(CACHE), progress=False)
     with tempfile.TemporaryDirectory() as out:
         result = run_cell_search(config, out)
     extra = {"collapsed": result["collapse"]["collapsed"]} if "collapse" in result else {}
+    if strategy == "predictor":
+        extra["encoder"] = args.encoder
     return {"arch": result["arch"], "ground_truth_queries": result["archs_trained"], "proposals": result["archs_trained"], **extra}
 
 
 def measure(args) -> None:
-    done = {(r["strategy"], r["seed"]) for r in map(json.loads, RUNS.read_text().splitlines())} if RUNS.exists() else set()
+    done = {(r["strategy"], r["seed"], r.get("encoder", "mlp") if r["strategy"] == "predictor" else None)
+            for r in map(json.loads, RUNS.read_text().splitlines())} if RUNS.exists() else set()
     for strategy in args.strategies:
         for seed in args.seeds:
-            if (strategy, seed) in done:
+            if (strategy, seed, args.encoder if strategy == "predictor" else None) in done:
                 continue
             torch.manual_seed(seed)
             oracle = BenchOracle(cache=CACHE)  # re-read: earlier runs appended to the cache
@@ -88,11 +91,15 @@ def report(args) -> None:
     rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.exists() else []
     by_strategy: dict[str, list[dict]] = {}
     for row in rows:
+        if row["strategy"] == "predictor":  # rows written before the encoder was recorded used the then-default mlp
+            row["strategy"] = f"predictor ({row.setdefault('encoder', 'mlp')})"
         by_strategy.setdefault(row["strategy"], []).append(row)
     random_rows = by_strategy.get("random", [])
     random_mean = statistics.mean(r["bench_percentile"] for r in random_rows) if random_rows else None
     table = []
-    for strategy in STRATEGIES:
+    labels = [s for s in STRATEGIES if s != "predictor"]
+    labels[3:3] = sorted(s for s in by_strategy if s.startswith("predictor")) or ["predictor"]
+    for strategy in labels:
         runs = sorted(by_strategy.get(strategy, []), key=lambda r: r["seed"])
         if not runs:
             table.append([strategy, "not run", "", "", "", "", ""])
@@ -139,6 +146,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=10, help="Ground-truth archs per search (random, evolution, tpe, predictor).")
     parser.add_argument("--epochs", type=int, default=3, help="Supernet epochs (darts, gdas, enas).")
     parser.add_argument("--image-size", type=int, default=16, help="Image size of the supernet searches.")
+    parser.add_argument("--encoder", default="gates", help="Predictor encoder of the predictor strategy.")
     parser.add_argument("--proxy", default="jacob_cov")
     parser.add_argument("--proxy-trials", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)

@@ -57,7 +57,7 @@ def search_command(
     trials: Optional[int] = typer.Option(None, "--trials", help="Architectures to evaluate (default 50; predictor: archs given ground truth, default 20)."),
     epochs: int = typer.Option(5, "--epochs", help="darts | gdas | enas: supernet training epochs."),
     second_order: bool = typer.Option(False, "--second-order", help="darts: second-order (unrolled, finite-difference) architecture gradient."),
-    encoder: str = typer.Option("mlp", "--encoder", help="predictor: mlp | gcn | gates."),
+    encoder: str = typer.Option("gates", "--encoder", help="predictor: mlp | gcn | gates."),
     bench: Optional[Path] = typer.Option(None, "--bench", help="Benchmark table for bench_accuracy/percentile and the predictor's ground truth (default: the shipped one)."),
     bench_cache: Optional[Path] = typer.Option(None, "--bench-cache", help="JSON-lines cache of archs trained with the table's protocol (reused across runs)."),
     population: int = typer.Option(16, "--population", help="Population size (evolution, nsga2)."),

@@ -54,7 +54,7 @@ class CellSearchConfig:
     final_samples: int = 10  # enas: sampled archs scored one-shot at the end (plus the greedy one)
     trials: int = 20  # predictor: archs given ground truth (the search's cost)
     rounds: int = 4  # predictor: active-learning rounds after the random initial set
-    encoder: str = "mlp"  # predictor: mlp | gcn | gates
+    encoder: str = "gates"  # predictor: mlp | gcn | gates (gates ranks best from 20 archs in benchmarks/results/proxies.md)
     bench: str | None = None  # benchmark table; None = the shipped one
     bench_cache: str | None = None  # JSON-lines cache of archs trained with the table's protocol
     progress: bool = True
