@@ -172,15 +172,3 @@ def test_cli_predictor_search_spends_its_budget_on_ground_truth(cli, tmp_path, t
     code, _, err = cli("search", "--space", "mbv2", "--strategy", "darts", "--out", tmp_path / "bad")
     assert code == 1 and "cell" in err
 
-
-def test_derive_without_supernet_records_the_search_data_so_profile_needs_no_input_size(cli, tmp_path):
-    code, _, err = cli("search", "--space", "mbv2", "--strategy", "random", "--evaluator", "train", "--data", "digits", "--image-size", "8",
-                       "--trials", "1", "--max-macs", "8M", "--out", tmp_path / "s", "--json")
-    assert code == 0, err
-    code, _, err = cli("derive", tmp_path / "s" / "pareto.json", "--index", "0", "--out", tmp_path / "m")
-    assert code == 0, err
-    data = json.loads((tmp_path / "m" / "meta.json").read_text())["data"]
-    assert (data["name"], data["in_chans"], data["image_size"]) == ("digits", 1, 8)
-    code, out, err = cli("profile", tmp_path / "m", "--repeats", "2", "--json")
-    assert code == 0, err
-    assert json.loads(out)["input_size"] == [1, 8, 8]
