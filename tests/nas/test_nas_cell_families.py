@@ -172,3 +172,12 @@ def test_cli_predictor_search_spends_its_budget_on_ground_truth(cli, tmp_path, t
     code, _, err = cli("search", "--space", "mbv2", "--strategy", "darts", "--out", tmp_path / "bad")
     assert code == 1 and "cell" in err
 
+
+
+def test_bench_evaluator_reads_the_table_and_ranks_by_percentile(tiny_bench):
+    from slimvision.nas import SPACES, create_evaluator
+
+    judge = create_evaluator("bench", SPACES.get("cell")(), bench=tiny_bench)
+    assert judge.score(arch_from_string("conv1x1,conv1x1,conv1x1,conv1x1,conv1x1,conv1x1")) == pytest.approx(0.8)
+    assert judge.oracle.trained == 0
+    assert [judge.oracle.percentile(a) for a in (0.05, 0.5, 0.85, 0.95)] == [0.0, 50.0, 75.0, 100.0]
