@@ -150,11 +150,12 @@ def main() -> None:
     parser.add_argument("--proxy", default="jacob_cov")
     parser.add_argument("--proxy-trials", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--notes", help="Markdown file whose text goes into the report (the reading of the numbers).")
     parser.add_argument("--output", default=OUTPUT, help="Results name: results/NAME.md, NAME_runs.jsonl, NAME_trained_cache.jsonl.")
     args = parser.parse_args()
     args.strategies = [s for s in args.strategies.split(",") if s]
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
-    args.notes = []
+    args.notes = Path(args.notes).read_text().splitlines() + [""] if args.notes else []
     OUTPUT = args.output
     RUNS, CACHE = RESULTS / f"{OUTPUT}_runs.jsonl", RESULTS / f"{OUTPUT}_trained_cache.jsonl"
     torch.set_num_threads(args.threads)
