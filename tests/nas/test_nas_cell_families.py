@@ -181,3 +181,14 @@ def test_bench_evaluator_reads_the_table_and_ranks_by_percentile(tiny_bench):
     assert judge.score(arch_from_string("conv1x1,conv1x1,conv1x1,conv1x1,conv1x1,conv1x1")) == pytest.approx(0.8)
     assert judge.oracle.trained == 0
     assert [judge.oracle.percentile(a) for a in (0.05, 0.5, 0.85, 0.95)] == [0.0, 50.0, 75.0, 100.0]
+
+
+def test_second_order_darts_runs_end_to_end_and_moves_the_logits(tmp_path, tiny_bench):
+    from slimvision.nas.cell_search import CellSearchConfig, run_cell_search
+
+    config = CellSearchConfig("darts", image_size=8, epochs=2, second_order=True, max_steps_per_epoch=3, arch_lr=0.05,
+                              bench=str(tiny_bench), progress=False)
+    result = run_cell_search(config, tmp_path)
+    probabilities = torch.tensor(result["arch_probabilities"])
+    assert torch.allclose(probabilities.sum(1), torch.ones(6)) and (probabilities - 0.2).abs().max() > 1e-2  # init is within 1e-3
+    assert result["config"]["second_order"] and len(result["history"]) == 2
