@@ -140,8 +140,12 @@ def test_cli_search_with_train_evaluator_and_derive(cli, tmp_path):
     assert front and all(p["macs"] <= 8e6 for p in front)
     code, _, err = cli("derive", tmp_path / "s" / "pareto.json", "--index", "0", "--out", tmp_path / "m")
     assert code == 0, err
-    code, out, _ = cli("profile", tmp_path / "m", "--input-size", "1", "8", "8", "--repeats", "2", "--json")
-    assert code == 0 and json.loads(out)["macs"] <= 8e6
+    # derived without a supernet, the artifact still records the search's data, so profile needs no --input-size
+    data = json.loads((tmp_path / "m" / "meta.json").read_text())["data"]
+    assert (data["name"], data["in_chans"], data["image_size"]) == ("digits", 1, 8)
+    code, out, err = cli("profile", tmp_path / "m", "--repeats", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["macs"] <= 8e6 and json.loads(out)["input_size"] == [1, 8, 8]
     code, _, err = cli("search", "--evaluator", "oneshot", "--trials", "1", "--out", tmp_path / "x")
     assert code == 1 and "--supernet" in err
 

@@ -25,6 +25,9 @@ def derive(pareto_file: str | Path, index: int, out_dir: str | Path, supernet: s
     arch = space.validate(front[index]["arch"])
     num_classes, in_chans = data["config"]["num_classes"], data["config"]["in_chans"]
     meta: dict[str, Any] = {"nas": {"pareto": str(pareto_file), "index": index, "point": front[index]}, "parent": str(supernet) if supernet else None}
+    if data.get("data"):  # the search's data: `profile` and `eval` take the input shape and dataset from it
+        meta["data"] = data["data"]
+        num_classes, in_chans = data["data"]["num_classes"], data["data"]["in_chans"]
     if supernet:
         from slimvision.data import dataset_for, make_loader
         from slimvision.io import load_artifact

@@ -72,3 +72,5 @@ class TrainEvaluator(Evaluator):
 EVALUATORS.add("oneshot", OneShotEvaluator)
 EVALUATORS.add("oneshot-loss", lambda space, **kw: OneShotEvaluator(space, metric="loss", **kw))
 EVALUATORS.add("train", TrainEvaluator)
+
+from slimvision.nas.bench import oracle as _bench_oracle  # noqa: E402,F401  registers the "bench" evaluator

@@ -246,8 +246,12 @@ def _run_optuna(search: Search, progress: Callable[[], None]) -> None:
 RUNNERS = {"random": _run_random, "evolution": _run_evolution, "tpe": _run_optuna, "nsga2": _run_optuna}
 
 
-def run_search(space: SearchSpace, evaluator: Evaluator, constraints: Constraints, config: SearchConfig, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Search, write `pareto.json` + `pareto.png` into out_dir, and return the measured Pareto front."""
+def run_search(space: SearchSpace, evaluator: Evaluator, constraints: Constraints, config: SearchConfig, out_dir: str | Path,
+               data_spec: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Search, write `pareto.json` + `pareto.png` into out_dir, and return the measured Pareto front.
+
+    `data_spec` (the data the archs are for) is recorded so `derive` can give its artifacts their input shape.
+    """
     search = Search(space, evaluator, constraints, config, out_dir)
     with progress_bar() as bar:
         task = bar.add_task(f"{config.strategy} search", total=config.trials, completed=min(len(search.records), config.trials))
@@ -255,7 +259,7 @@ def run_search(space: SearchSpace, evaluator: Evaluator, constraints: Constraint
     front = search.pareto()
     atomic_write_json(search.out_dir / "pareto.json", {
         "space": space.name, "evaluator": getattr(evaluator, "name", type(evaluator).__name__), "constraints": asdict(constraints),
-        "config": asdict(config), "n_evaluated": len(search.records), "front": front,
+        "config": asdict(config), "data": data_spec, "n_evaluated": len(search.records), "front": front,
         "conditions": f"MACs/params/latency of front points measured on the rebuilt model (latency: batch 1, median of 20, {config.threads} threads)",
     })
     if front:

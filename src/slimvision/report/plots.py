@@ -64,3 +64,16 @@ def width_chart(widths: dict[str, list[int | None]], path: str | Path, title: st
     axes.set_title(title)
     axes.legend()
     return _write_png(figure, path)
+
+
+def trajectory_plot(steps: Sequence[float], series: dict[str, Sequence[float]], path: str | Path, step_label: str, value_label: str, title: str) -> Path:
+    """Write a PNG line chart of one or more named series over `steps` (a search's trajectory)."""
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, values in series.items():
+        axes.plot(list(steps), list(values), marker="o", markersize=3, label=name)
+    axes.set_xlabel(step_label)
+    axes.set_ylabel(value_label)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
+    return _write_png(figure, path)
