@@ -146,3 +146,32 @@ def test_auto_with_a_zero_accuracy_limit_still_accepts_the_exact_fp32_runtimes(m
     accepted = [c for c in candidates.values() if c["status"] in ("chosen", "slower", "pruned")]
     assert all(c["accuracy"] is None or c["accuracy"] >= result.summary["accuracy_fp32"] for c in accepted)
     assert result.summary["deployment"] in ("openvino int8", "onnxruntime int8", "openvino fp32")
+
+
+def test_auto_speedup_falls_back_to_the_screening_round_when_every_fp32_was_pruned(monkeypatch):
+    # bar: onnxruntime int8 at 7 ms; both fp32 runtimes are over 1.5 x 7 = 10.5 ms and never reach the rounds
+    latencies = {"onnxruntime fp32": 12.0, "openvino fp32": 11.0, "onnxruntime int8": 7.0, "openvino int8": 8.0}
+    summary = _auto(monkeypatch, _net(), latencies).summary
+    assert summary["deployment"] == "onnxruntime int8"
+    assert summary["speedup_vs_fastest_fp32"] == pytest.approx(11.0 / 7.0)
+    assert summary["speedup_basis"] == "vs openvino fp32, screening round (every fp32 runtime was pruned there)"
+
+
+def test_auto_without_any_fp32_runtime_reports_no_speedup(monkeypatch):
+    make_candidates = quant_run._auto_candidates
+
+    def without_fp32(*args, **kwargs):
+        candidates = make_candidates(*args, **kwargs)
+        for candidate in candidates:
+            if candidate.precision != "int8":
+                def make(name=candidate.name):
+                    raise RuntimeError(f"{name} is unavailable")
+
+                candidate.make = make
+        return candidates
+
+    monkeypatch.setattr(quant_run, "_auto_candidates", without_fp32)
+    latencies = {"onnxruntime int8": 7.0, "openvino int8": 8.0}
+    summary = _auto(monkeypatch, _net(), latencies).summary
+    assert summary["deployment"] == "onnxruntime int8"
+    assert summary["speedup_vs_fastest_fp32"] is None and summary["speedup_basis"] == "no fp32 runtime could run the model"
