@@ -81,16 +81,16 @@ def _has_int8_nodes(onnx_bytes: bytes) -> bool:
 
 
 def test_auto_chooses_int8_clearly_faster_than_every_fp32_and_reports_the_speedup_over_the_fastest_fp32(monkeypatch):
-    latencies = {"onnxruntime fp32": 12.0, "openvino fp32": 10.0, "onnxruntime int8": 7.0, "openvino int8": 8.0}
+    latencies = {"onnxruntime fp32": 10.4, "openvino fp32": 10.0, "onnxruntime int8": 7.0, "openvino int8": 8.0}
     result = _auto(monkeypatch, _net(), latencies)
     summary = result.summary
     assert summary["deployment"] == "onnxruntime int8" and result.precision == "int8" and result.backend == "onnxruntime"
     assert summary["speedup_vs_fastest_fp32"] == pytest.approx(10.0 / 7.0)  # openvino fp32 is the fastest fp32
     assert summary["speedup_basis"] == "vs openvino fp32, interleaved rounds"
     assert summary["latency_ms"] == 7.0 and summary["accuracy"] >= summary["accuracy_fp32"] - 0.01
-    # the bar is onnxruntime int8 (7 ms): 12 ms > 1.5 x 7 is pruned after screening, 10 ms is timed and loses
+    # the bar is onnxruntime int8 (7 ms): both fp32 runtimes are under 1.5 x 7 = 10.5 ms, so all four are timed in rounds
     status = {c["name"]: c["status"] for c in summary["candidates"]}
-    assert status["onnxruntime fp32"] == "pruned" and status["openvino fp32"] == "slower" and status["openvino int8"] == "slower"
+    assert [status[name] for name in ("onnxruntime fp32", "openvino fp32", "openvino int8")] == ["slower"] * 3
     assert _has_int8_nodes(result.onnx_int8)
 
 
