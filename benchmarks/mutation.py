@@ -35,7 +35,7 @@ CORE_MODULES = (
 )
 
 QDQ_TESTS = ["tests/quant/test_qdq_config_bites.py", "tests/quant/test_quant_bites.py"]
-AUTO_TESTS = ["tests/quant/test_auto_select.py", "tests/quant/test_auto_decision_bites.py"]
+AUTO_TESTS = ["tests/quant/test_auto_select.py", "tests/quant/test_auto_select_bites.py", "tests/quant/test_auto_decision_bites.py"]
 COMPLEXITY_TESTS = ["tests/measure/test_complexity_bites.py", "tests/measure/test_measure.py"]
 
 # (planted bug, file under src/slimvision, function, original text, replacement, test files that must fail)
@@ -102,7 +102,9 @@ PLANTS = [
     ("auto: accuracy scored against fp32's predictions, not the labels", "quant/select.py", "select_deployment",
      "verdict.accuracy = float((predictions == labels).mean())", "verdict.accuracy = float((predictions == reference).mean())", AUTO_TESTS),
     ("auto: accuracy limit exclusive", "quant/select.py", "select_deployment",
-     "if drop > accuracy_limit:", "if drop >= accuracy_limit:", AUTO_TESTS),
+     "if drop > accuracy_limit + ACCURACY_SLACK:", "if drop >= accuracy_limit:", AUTO_TESTS),
+    ("auto: accuracy limit compared without slack for float rounding", "quant/select.py", "select_deployment",
+     "if drop > accuracy_limit + ACCURACY_SLACK:", "if drop > accuracy_limit:", AUTO_TESTS),
     ("auto: screening prunes against the fastest candidate, accurate or not", "quant/select.py", "select_deployment",
      "bar = verdicts[alive[0]] if alive else None", "bar = verdicts[sorted(runtimes, key=lambda n: verdicts[n].screen_ms)[0]]", AUTO_TESTS),
     ("auto: speed-up against the slowest fp32", "quant/run.py", "_speedup_vs_fastest_fp32",
