@@ -63,3 +63,8 @@ def test_counting_macs_leaves_a_training_model_in_training_mode():
     net = _net().train()
     count_macs(net, INPUT)
     assert net.training and all(m.training for m in net.modules())
+
+
+def test_macs_are_counted_on_the_model_s_own_device():
+    # a model on the meta device has no weights in memory: the example input must be made on that device too
+    assert count_macs(_net().to("meta"), INPUT) == DEPTHWISE_MACS + GROUPED_MACS + POINTWISE_MACS + LINEAR_MACS
