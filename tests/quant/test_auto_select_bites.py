@@ -120,3 +120,18 @@ def test_a_runtime_that_builds_but_cannot_run_is_dropped_with_its_error():
 def test_accuracy_limit_boundary_is_inclusive(limit, status):
     _, verdicts, _, _ = _select({"onnxruntime fp32": 5.0, "openvino int8": (4.9, 0.95)}, limit=limit)
     assert verdicts["openvino int8"].status == status
+
+
+def test_reasons_print_the_margin_and_the_limit_as_percent_and_points():
+    winner, verdicts, _, _ = _select({"onnxruntime fp32": 10.0, "onnxruntime int8": 8.0, "openvino int8": (1.0, 0.5)}, limit=0.2, min_gain=0.6)
+    assert winner == "onnxruntime fp32"  # 8 ms is 20% faster, short of the 60% margin
+    assert verdicts["onnxruntime fp32"].reason == "10.00 ms, the fastest fp32; onnxruntime int8 is only 20.0% faster, below the margin, so the exact model is kept"
+    assert verdicts["onnxruntime int8"].reason == "8.00 ms, 0.80x the chosen onnxruntime fp32 (10.00 ms): less than 60% faster than fp32, so the exact model is kept"
+    assert verdicts["openvino int8"].reason == "top-1 0.5000 is 50.0 points below fp32 1.0000 (limit 20.0)"
+
+
+def test_the_fastest_fp32_is_the_fastest_not_the_first_by_name():
+    # "onnxruntime fp32" sorts before "openvino fp32" but is slower: the winner's reason compares with openvino fp32 only
+    winner, verdicts, _, _ = _select({"onnxruntime fp32": 6.0, "openvino fp32": 5.0, "onnxruntime int8": 4.0})
+    assert winner == "onnxruntime int8"
+    assert verdicts["onnxruntime int8"].reason == "4.00 ms, fastest within the accuracy limit (1.25x faster than openvino fp32)"
