@@ -126,6 +126,55 @@ def test_excluded_layer_keeps_float_weights_and_the_others_stay_int8(tmp_path):
     weight_source = {n.name: producer.get(n.input[1]) for n in graph.node if n.op_type in ("Conv", "Gemm")}
     assert weight_source["/c3/Conv"] is None and inits["c3.weight"].dtype == np.float32  # a plain float initializer
     assert all(weight_source[name].op_type == "DequantizeLinear" for name in ("/c1/Conv", "/c2/Conv", "/fc/Gemm"))
+    # the relu(add(...)) chain feeding c3 stays in float too (in the all-INT8 file those ops are folded away)
+    assert sorted(n.op_type for n in graph.node if n.op_type in ("Relu", "Add")) == ["Add", "Relu", "Relu"]
+    (add,) = [n for n in graph.node if n.op_type == "Add"]
+    assert [n.op_type for n in graph.node if add.output[0] in n.input] == ["Relu"]  # not requantized between Add and ReLU
+
+
+def test_keep_activations_leaves_the_relus_in_the_graph(tmp_path):
+    fp32 = export_onnx(_residual(), (1, 8, 8), tmp_path / "m.onnx")
+    graph, _, _ = _graph(quantize_static_qdq(fp32, tmp_path / "q.onnx", torch.randn(32, 1, 8, 8), keep_activations=True))
+    assert sum(n.op_type == "Relu" for n in graph.node) == 2
+
+
+def test_an_empty_calibration_set_is_refused_and_one_image_is_enough(tmp_path):
+    from slimvision.errors import ConfigError
+
+    fp32 = export_onnx(_residual(), (1, 8, 8), tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match=r"^the calibration set is empty; pass --calib-samples >= 1 with a non-empty dataset$"):
+        quantize_static_qdq(fp32, tmp_path / "q.onnx", torch.zeros(0, 1, 8, 8))
+    assert not (tmp_path / "q.onnx").exists()
+    one = torch.randn(1, 1, 8, 8)
+    _, inits, _ = _graph(quantize_static_qdq(fp32, tmp_path / "q.onnx", one))
+    assert inits["input_scale"] == pytest.approx((max(float(one.max()), 0.0) - min(float(one.min()), 0.0)) / 255.0, rel=1e-6)
+
+
+def test_entropy_calibration_runs(tmp_path):
+    fp32 = export_onnx(_residual(), (1, 8, 8), tmp_path / "m.onnx")
+    _, inits, _ = _graph(quantize_static_qdq(fp32, tmp_path / "q.onnx", torch.randn(32, 1, 8, 8), "entropy"))
+    assert float(inits["input_scale"]) > 0
+
+
+def test_sensitivity_quantizes_one_layer_alone_with_the_requested_calibration(tmp_path):
+    from slimvision.quant.onnx_int8 import layer_sensitivity
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)).eval()
+    fp32 = export_onnx(net, (1, 8, 8), tmp_path / "m.onnx")
+    calib = torch.randn(2048, 1, 8, 8)
+    calib[5, 0, 3, 3] = 50.0  # one value in 131072: percentile calibration clips it, min-max would not
+    seen = []
+
+    def accuracy_of(path) -> float:
+        graph, inits, _ = _graph(path)
+        seen.append(([n.op_type for n in graph.node if n.op_type == "Relu"], float(inits["input_scale"]) if "input_scale" in inits else None))
+        return 0.5
+
+    layer_sensitivity(fp32, calib, accuracy_of, "percentile")
+    assert len(seen) == 3 and all(relus == ["Relu", "Relu"] for relus, _ in seen)  # no activation quantized, only the one layer
+    first_layer_scale = seen[0][1]  # only the first conv reads the graph input
+    assert first_layer_scale is not None and first_layer_scale < 0.5 * (50.0 - min(float(calib.min()), 0.0)) / 255.0
 
 
 def test_quantize_calibrates_on_the_first_calib_samples_images_only():
