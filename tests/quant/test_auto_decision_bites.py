@@ -91,6 +91,9 @@ def test_auto_chooses_int8_clearly_faster_than_every_fp32_and_reports_the_speedu
     # the bar is onnxruntime int8 (7 ms): both fp32 runtimes are under 1.5 x 7 = 10.5 ms, so all four are timed in rounds
     status = {c["name"]: c["status"] for c in summary["candidates"]}
     assert [status[name] for name in ("onnxruntime fp32", "openvino fp32", "openvino int8")] == ["slower"] * 3
+    # fp32 and INT8 on both ONNX engines, bf16 only on a CPU that has it, no torchao unless asked for
+    bf16 = {"openvino bf16"} if "BF16" in quant_run._openvino_capabilities() else set()
+    assert set(status) == {"onnxruntime fp32", "openvino fp32", "onnxruntime int8", "openvino int8"} | bf16
     assert _has_int8_nodes(result.onnx_int8)
 
 
@@ -100,6 +103,7 @@ def test_auto_keeps_fp32_when_int8_wins_by_less_than_the_margin_and_saves_the_fp
     result = _auto(monkeypatch, _net(), latencies)
     assert result.summary["deployment"] == "openvino fp32" and result.precision == "fp32"
     assert result.summary["speedup_vs_fastest_fp32"] == 1.0 and result.summary["accuracy_int8"] is None
+    assert result.summary["speedup_basis"] == "the chosen deployment is fp32"
     assert result.summary["accuracy"] == result.summary["accuracy_fp32"] == 0.75 and result.summary["agreement_top1"] == 1.0
     assert not _has_int8_nodes(result.onnx_int8)  # the artifact is the fp32 model that won, not the INT8 one
     assert "below the margin" in next(c["reason"] for c in result.summary["candidates"] if c["name"] == "openvino fp32")
