@@ -20,6 +20,15 @@ from slimvision.quant.runtimes import OrtRuntime, runtime_predictions
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
+@pytest.fixture(autouse=True)
+def _empty_working_directory(tmp_path, monkeypatch):
+    """Each test runs in an empty directory, so a stray file written to (or read from) the working directory shows."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
 class _Residual(nn.Module):
     """conv -> relu -> conv -> add(skip) -> relu -> conv -> flatten -> linear: every op kind the quantizer treats."""
 
@@ -70,6 +79,12 @@ def test_weights_are_symmetric_int8_per_output_channel_with_scale_absmax_over_12
         assert inits[bias_dq.input[0]].dtype == np.int32
         assert inits[bias_dq.input[1]] == pytest.approx(activation_scale * expected_scale, rel=1e-5)
     assert not layers  # every layer with weights was found and checked
+
+
+def test_quantizing_writes_only_its_output(tmp_path, _empty_working_directory):
+    fp32 = export_onnx(_residual(), (1, 8, 8), tmp_path / "m.onnx")
+    quantize_static_qdq(fp32, tmp_path / "q.onnx", torch.randn(8, 1, 8, 8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "m.onnx", "q.onnx"] and not any(_empty_working_directory.iterdir())
 
 
 def test_activation_range_is_the_min_max_over_the_whole_calibration_set_in_uint8(tmp_path):
