@@ -21,6 +21,7 @@ from slimvision.quant.select import select_deployment
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
+BUILT: dict = {}  # the runtimes the last `_auto` built, by candidate name
 SLOW_MS = 100.0  # any candidate the test gives no latency (e.g. OpenVINO bf16 on a CPU that has it)
 
 
@@ -53,6 +54,7 @@ def _evaluation(net: nn.Module, wrong: int = WRONG) -> TensorImageDataset:
 
 def _auto(monkeypatch, net: nn.Module, latencies: dict[str, float], accuracy_limit: float = 0.01, wrong: int = WRONG):
     """quantize(backend="auto") where each built runtime reports the latency given for its candidate name."""
+    BUILT.clear()
     make_candidates = quant_run._auto_candidates
 
     def tagged_candidates(*args, **kwargs):
@@ -61,6 +63,7 @@ def _auto(monkeypatch, net: nn.Module, latencies: dict[str, float], accuracy_lim
             def make(build=candidate.make, name=candidate.name):
                 runtime = build()
                 runtime.candidate_name = name
+                BUILT[name] = runtime
                 return runtime
 
             candidate.make = make
@@ -91,6 +94,12 @@ def test_auto_chooses_int8_clearly_faster_than_every_fp32_and_reports_the_speedu
     # the bar is onnxruntime int8 (7 ms): both fp32 runtimes are under 1.5 x 7 = 10.5 ms, so all four are timed in rounds
     status = {c["name"]: c["status"] for c in summary["candidates"]}
     assert [status[name] for name in ("onnxruntime fp32", "openvino fp32", "openvino int8")] == ["slower"] * 3
+    # every runtime runs on the pinned thread count (--threads 1), or the latencies compared would not be like for like
+    for name, runtime in BUILT.items():
+        if name.startswith("onnxruntime"):
+            assert runtime.session.get_session_options().intra_op_num_threads == 1, name
+        else:
+            assert runtime.config["INFERENCE_NUM_THREADS"] == 1, name
     # fp32 and INT8 on both ONNX engines, bf16 only on a CPU that has it, no torchao unless asked for
     bf16 = {"openvino bf16"} if "BF16" in quant_run._openvino_capabilities() else set()
     assert set(status) == {"onnxruntime fp32", "openvino fp32", "onnxruntime int8", "openvino int8"} | bf16
