@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 import onnx
 import pytest
 import torch
@@ -188,3 +190,27 @@ def test_auto_without_any_fp32_runtime_reports_no_speedup(monkeypatch):
     summary = _auto(monkeypatch, _net(), latencies).summary
     assert summary["deployment"] == "onnxruntime int8"
     assert summary["speedup_vs_fastest_fp32"] is None and summary["speedup_basis"] == "no fp32 runtime could run the model"
+
+
+def test_auto_builds_a_torchao_candidate_from_the_converted_module(monkeypatch, tmp_path):
+    """Candidate wiring only: torch.compile (tens of seconds) is replaced by a recorder; test_quant_torchao compiles for real."""
+    from slimvision.quant import torchao_int8
+
+    compiled = []
+
+    def record(module, example):
+        compiled.append((module, example))
+        return module
+
+    monkeypatch.setattr(torchao_int8, "compile_frozen", record)
+    converted, example = _net(), torch.zeros(4, 1, 8, 8)
+    config = QuantConfig(backend="auto", threads=1, auto_torchao=True)
+    candidates = quant_run._auto_candidates(_net(), ["onnxruntime", "openvino", "torchao"], tmp_path / "fp32.onnx", None, converted, example, config)
+    names = [c.name for c in candidates]
+    assert names[-1] == "torchao int8" and "onnxruntime int8" not in names  # no ONNX INT8 file was made
+    runtime = candidates[-1].make()
+    assert compiled == [(converted, example)]
+    batch = torch.randn(2, 1, 8, 8)
+    assert np.array_equal(runtime.run(batch.numpy()), converted(batch).detach().numpy())
+    # without a converted module (no torchao run), no torchao candidate
+    assert "torchao int8" not in [c.name for c in quant_run._auto_candidates(_net(), ["onnxruntime", "openvino"], tmp_path / "f.onnx", None, None, example, config)]
