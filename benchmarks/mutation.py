@@ -74,7 +74,8 @@ PLANTS = [
      "sorted(scores, key=lambda item: item[1])", "sorted(scores, key=lambda item: -item[1])", ["tests/quant/test_quant_bites.py"]),
     ("keep-float takes the tail of the ranking", "quant/run.py", "quantize",
      "ranking[: config.keep_float]", "ranking[-config.keep_float:]", ["tests/quant/test_quant_bites.py"]),
-    ("auto ignores the accuracy limit", "quant/run.py", "_measure_backends",
+    # _measure_backends' comparison across backends: quantize() now reaches it with one backend only (auto goes through select.py)
+    ("backend comparison ignores the accuracy limit", "quant/run.py", "_measure_backends",
      "pool = acceptable or candidates", "pool = candidates", ["tests/quant/test_quant_bites.py"]),
     ("pruning bisection returns the bracket above the target", "prune/pruner.py", "prune_to_fraction",
      "best = under if over is None or target - under[0] <= over[0] - target else over", "best = over if over is not None else under",
