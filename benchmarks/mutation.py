@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-COMMAND = "nice -n 10 python " + " ".join(["benchmarks/mutation.py", *sys.argv[1:]])
+COMMAND = "nice -n 10 python " + shlex.join(["benchmarks/mutation.py", *sys.argv[1:]])
 
 # The modules holding the core computations (losses, ranking metrics, the ExCP rule, QDQ configuration and export
 # check, the pruning budget search, sensitivity ranking and `auto` selection, MACs/params counting).
@@ -267,7 +268,9 @@ def part_report() -> None:
                 lines += ["Left out of every mutant's run (slow end-to-end): " + ", ".join(f"`{d}`" for d in run["deselected"]), ""]
             lines += ["| mutant | status | judged equivalent? why |", "|---|---|---|"]
             for mutant in survivors:
-                lines.append(f"| `{mutant}` | {run['mutants'][mutant]} | {notes.get(mutant, 'no: a missing test')} |")
+                status = run["mutants"][mutant]
+                default = "no: a missing test" if status == "survived" else f"no: no verdict (the mutant's test run ended in a {status} under load; counted as not killed)"
+                lines.append(f"| `{mutant}` | {status} | {notes.get(mutant, default)} |")
             lines.append("")
     done = {run["module"] for run in runs}
     left = [m for m in CORE_MODULES if m not in done]
