@@ -269,7 +269,7 @@ def part_report() -> None:
             lines += ["| mutant | status | judged equivalent? why |", "|---|---|---|"]
             for mutant in survivors:
                 status = run["mutants"][mutant]
-                default = "no: a missing test" if status == "survived" else f"no: no verdict (the mutant's test run ended in a {status} under load; counted as not killed)"
+                default = "no: a missing test" if status == "survived" else f"no verdict: the mutant's forked test run ended in a {status} (the same mutant may be killed in a rerun); counted as not killed"
                 lines.append(f"| `{mutant}` | {status} | {notes.get(mutant, default)} |")
             lines.append("")
     done = {run["module"] for run in runs}
