@@ -112,7 +112,7 @@ def measure(args) -> None:
     for name in runtimes:
         lines.append(f"| {name} | {accuracy[name]:.4f} | {latency[name]:.2f} | {min(samples[name]):.2f}-{max(samples[name]):.2f} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
-    Path(args.out + ".json").write_text(json.dumps({"accuracy": accuracy, "latency_ms": latency, "samples": samples, "batch_size": args.batch_size, "threads": t}, indent=1))
+    Path(args.out + ".json").write_text(json.dumps({"command": " ".join(["python benchmarks/openvino_collapse.py", *sys.argv[1:]]), "accuracy": accuracy, "latency_ms": latency, "samples": samples, "batch_size": args.batch_size, "threads": t}, indent=1))
     print("\n".join(lines))
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+COMMAND = " ".join(["python benchmarks/proxies.py", *sys.argv[1:]])
 PROXY_NAMES = ("params", "macs", "synflow", "jacob_cov", "snip", "grad_norm", "grasp", "fisher", "naswot", "zen")
 PUBLISHED_NB201 = {"synflow": 0.74, "jacob_cov": 0.73, "snip": 0.60, "grad_norm": 0.59, "grasp": 0.51, "fisher": 0.36}
 
@@ -27,14 +29,14 @@ def part_correlate(names: tuple[str, ...], bootstrap: int) -> None:
     tag = "_".join(names)
     if names != ("predictors",):
         result = correlate(CorrelateConfig(evaluators=names, bootstrap=bootstrap, progress=False))
-        (RESULTS / f"proxies_correlate_{tag}.json").write_text(json.dumps(result.to_dict(), indent=1))
+        (RESULTS / f"proxies_correlate_{tag}.json").write_text(json.dumps({"command": COMMAND, **result.to_dict()}, indent=1))
         return
     predictors = {}
     for n_train in (20, 50, 100):
         for name in ("predictor-mlp", "predictor-gcn", "predictor-gates", "predictor-gates-mse"):
             sub = correlate(CorrelateConfig(evaluators=(name,), context={"n_train": n_train}, bootstrap=bootstrap, progress=False))
             predictors[f"{name}@{n_train}"] = sub.evaluators[name]
-    (RESULTS / "proxies_predictors.json").write_text(json.dumps(predictors, indent=1))
+    (RESULTS / "proxies_predictors.json").write_text(json.dumps({"command": COMMAND, **predictors}, indent=1))
 
 
 def part_search(n_candidates: int, evaluator_name: str) -> None:
@@ -83,6 +85,7 @@ def part_report() -> None:
     corr = dict(parts[0], evaluators={name: merged[name] for name in order})
     predictors_path = RESULTS / "proxies_predictors.json"
     corr["predictors"] = json.loads(predictors_path.read_text()) if predictors_path.exists() else {}
+    corr["predictors"].pop("command", None)  # provenance, not a predictor
     plot_correlation(CorrelateResult(corr["n_archs"], corr["evaluators"], corr["conditions"]), RESULTS / "proxies.png")
     searches = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("proxies_search_*.json"))]
     cond = corr["conditions"]

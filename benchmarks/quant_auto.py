@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def main() -> None:
             rounds = fmt(c["latency_ms"], ".2f") if c["round_ms"] else "-"
             lines.append(f"| {c['name']} | {c['status']} | {fmt(c['accuracy'], '.4f')} | {fmt(c['screen_ms'], '.2f')} | {rounds} | {fmt(c['build_s'], '.1f')} | {c['reason']} |")
         lines.append("")
-    atomic_write_json(Path(args.out + ".json"), runs)
+    atomic_write_json(Path(args.out + ".json"), {"command": " ".join(["python benchmarks/quant_auto.py", *sys.argv[1:]]), "runs": runs})
     atomic_write_bytes(Path(args.out + ".md"), "\n".join(lines).encode())
     print("\n".join(lines))
 

@@ -167,3 +167,10 @@ def test_export_check_limit_is_inclusive():
     diff = check_onnx_matches(_onnx_bytes(model), other, example, atol=10.0)
     assert diff == pytest.approx(0.5, abs=1e-4)
     assert check_onnx_matches(_onnx_bytes(model), other, example, atol=diff) == diff  # exactly at the limit passes
+
+
+def test_a_drop_of_exactly_the_limit_passes_despite_float_rounding(monkeypatch):
+    # 0.3 - 0.25 is 0.04999999999999999 and 1.0 - 0.95 is 0.05000000000000004: both are a drop of exactly the limit
+    for drop in (0.05, 1.0 - 0.95):
+        summary = _select(monkeypatch, {"onnxruntime": drop}, {"onnxruntime": 3.0}, limit=0.05)
+        assert summary["within_accuracy_limit"], drop

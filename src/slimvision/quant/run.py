@@ -27,7 +27,7 @@ from slimvision.quant.config import QuantConfig
 from slimvision.quant.export import export_onnx
 from slimvision.quant.onnx_int8 import layer_sensitivity, quantize_dynamic_int8, quantize_static_qdq
 from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, Runtime, TorchRuntime, runtime_latency_ms, runtime_predictions
-from slimvision.quant.select import Candidate, SelectionConfig, select_deployment
+from slimvision.quant.select import ACCURACY_SLACK, Candidate, SelectionConfig, select_deployment
 
 QUANT_FORMAT = "slimvision-quantized"
 ONNX_FILE = "model.onnx"
@@ -355,7 +355,7 @@ def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example,
             candidates[backend] = (base, quant)
             extra_rows += extra
     accuracy_fp32 = eager_row.accuracy
-    acceptable = {b: c for b, c in candidates.items() if accuracy_fp32 - c[1].accuracy <= config.accuracy_limit}
+    acceptable = {b: c for b, c in candidates.items() if accuracy_fp32 - c[1].accuracy <= config.accuracy_limit + ACCURACY_SLACK}
     pool = acceptable or candidates
     chosen = min(pool, key=lambda b: pool[b][1].latency_ms["32"])
     base, quant = candidates[chosen]
