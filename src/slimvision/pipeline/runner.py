@@ -2,7 +2,8 @@
 
 Resume rule: stages are finished in order; the first stage that is not finished with its current
 hash (options, inputs, files it reads) — or the `force`d one — is run again, and so is every stage
-after it. A train stage interrupted with the same hash continues from its last checkpoint.
+after it. A train, prune (its fine-tuning) or distill stage interrupted with the same hash continues
+from its last training checkpoint.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, force: str | None =
             _notify(on_stage, plan, len(plans), "start")
             plan.directory.mkdir(parents=True, exist_ok=True)
             record.mark_running(plan.digest, plan.stage.stage, plan.stage.model_dump())
-            record.log(f"start {plan.stage.stage} hash={plan.digest}{' (resuming from its checkpoint)' if resume else ''} options={plan.stage.model_dump()}")
+            found = _checkpoints(plan.directory) if resume else []
+            record.log(f"start {plan.stage.stage} hash={plan.digest}{f' (resuming from checkpoint {found[-1].name})' if found else ''} options={plan.stage.model_dump()}")
             start = time.perf_counter()
             context = StageContext(recipe, plan.directory, plan.model, plan.teacher, resume)
             try:
@@ -179,13 +181,20 @@ def report_run(run_dir: str | Path, recipe: Recipe | None = None, remeasure: boo
     return write_report(run_dir, entries, recipe.threads, remeasure=remeasure, rounds=rounds, repeats=repeats)
 
 
+def _checkpoints(directory: Path) -> list[Path]:
+    """Training checkpoints an interrupted stage left: a train stage keeps them in its model directory, prune and distill beside it."""
+    from slimvision.train.checkpoint import checkpoint_dirs
+
+    return checkpoint_dirs(directory / ARTIFACT_DIR) or checkpoint_dirs(directory)
+
+
 def _notify(callback: StageCallback | None, plan: StagePlan, total: int, event: str) -> None:
     if callback is not None:
         callback(plan, total, event)
 
 
 def _short(result: dict[str, Any]) -> str:
-    keys = ("accuracy", "accuracy_after", "accuracy_student", "accuracy_int8", "backend", "macs_kept", "ratio", "size_bytes")
+    keys = ("accuracy", "accuracy_after", "accuracy_student", "accuracy_int8", "backend", "macs_kept", "ratio", "size_bytes", "resumed_from_epoch")
     return ", ".join(f"{k}={result[k]}" for k in keys if k in result)
 
 

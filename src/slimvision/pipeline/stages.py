@@ -1,7 +1,9 @@
 """One function per stage kind: each calls its verb's library function with the options the recipe gave it.
 
 A stage writes into `<run>/<stage>/`: fp32 models and INT8 artifacts to `model/`, an ONNX export
-to `model.onnx`, a compressed checkpoint archive to `checkpoints.svckpt`.
+to `model.onnx`, a compressed checkpoint archive to `checkpoints.svckpt`. Prune (its fine-tuning) and
+distill keep training checkpoints in `<run>/<stage>/checkpoints/` while they run, so a rerun after a
+kill continues from the newest one; they are removed once the stage's artifact is written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Callable
 
 from slimvision.models import ModelSource
 from slimvision.pipeline.recipe import Recipe
+from slimvision.train.checkpoint import CHECKPOINT_DIR
 
 ARTIFACT_DIR = "model"
 EXPORT_FILE = "model.onnx"
@@ -46,6 +49,12 @@ def _fresh(path: Path) -> None:
         path.unlink()
 
 
+def _start_checkpoints(ctx: StageContext) -> None:
+    """Keep the training checkpoints of an interrupted run of this same stage; otherwise start without any."""
+    if not ctx.resume:
+        _fresh(ctx.directory / CHECKPOINT_DIR)
+
+
 def run_train(stage, ctx: StageContext) -> dict[str, Any]:
     from slimvision.models import parse_model_source
     from slimvision.models.sources import FILE
@@ -69,16 +78,28 @@ def run_prune(stage, ctx: StageContext) -> dict[str, Any]:
     from slimvision.prune import prune_artifact
 
     _fresh(ctx.output)
+    _start_checkpoints(ctx)
     name, image_size, root = ctx.data
-    return prune_artifact(ctx.model, stage.prune_config(ctx.recipe.seed), ctx.output, name, image_size, root, stage.finetune_config(ctx.recipe.seed), ctx.recipe.threads)
+    result = prune_artifact(
+        ctx.model, stage.prune_config(ctx.recipe.seed), ctx.output, name, image_size, root, stage.finetune_config(ctx.recipe.seed), ctx.recipe.threads,
+        checkpoint_dir=ctx.directory, resume=ctx.resume,
+    )
+    _fresh(ctx.directory / CHECKPOINT_DIR)  # the artifact is written: its training checkpoints are no longer needed
+    return result
 
 
 def run_distill(stage, ctx: StageContext) -> dict[str, Any]:
     from slimvision.distill import distill_artifact
 
     _fresh(ctx.output)
+    _start_checkpoints(ctx)
     name, image_size, root = ctx.data
-    return distill_artifact(ctx.teacher, ctx.model, stage.distill_config(), ctx.output, stage.train_config(ctx.recipe.seed), name, image_size, root)
+    result = distill_artifact(
+        ctx.teacher, ctx.model, stage.distill_config(), ctx.output, stage.train_config(ctx.recipe.seed), name, image_size, root,
+        checkpoint_dir=ctx.directory, resume=ctx.resume,
+    )
+    _fresh(ctx.directory / CHECKPOINT_DIR)
+    return result
 
 
 def run_quantize(stage, ctx: StageContext) -> dict[str, Any]:
