@@ -13,6 +13,12 @@ BROKEN = {
     "teacher runs later": ("  - {stage: distill, name: d2, teacher: q}\n  - {stage: quantize, name: q}\n", "stages[3].distill.teacher: stage 'q' runs later"),
     "duplicate name": ("  - {stage: prune, macs_ratio: 0.5}\n", "stages[3].prune: a stage named 'prune' already exists"),
     "input not a model": ("  - {stage: quantize, name: q}\n  - {stage: export, input: q}\n", "stages[4].export.input: 'q' is not an earlier"),
+    "search without supernet": ("  - {stage: search, evaluator: oneshot}\n", "stages[3].search.supernet: the 'oneshot' evaluator needs a supernet"),
+    "unknown evaluator": ("  - {stage: supernet}\n  - {stage: search, evaluator: oracle}\n", "stages[4].search: unknown evaluator 'oracle'"),
+    "unknown strategy": ("  - {stage: supernet}\n  - {stage: search, strategy: guess}\n", "stages[4].search: unknown strategy 'guess'"),
+    "supernet not a supernet": ("  - {stage: search, supernet: prune}\n", "stages[3].search.supernet: stage 'prune' is not a supernet stage"),
+    "derive without search": ("  - {stage: derive}\n", "stages[3].derive: needs an earlier search stage"),
+    "derive from a model": ("  - {stage: supernet}\n  - {stage: search}\n  - {stage: derive, input: prune}\n", "stages[5].derive.input: 'prune' is not an earlier search stage"),
 }
 
 
