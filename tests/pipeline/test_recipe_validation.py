@@ -55,3 +55,17 @@ def test_invalid_yaml_names_the_line(tmp_path, cli):
     recipe.write_text("data: {name: digits\nstages: [\n")
     code, _, err = cli("optimize", recipe, "--out", tmp_path / "run")
     assert code == 1 and "is not valid YAML" in err and "line" in err
+
+
+def test_a_run_directory_around_the_recipe_file_is_refused(tmp_path, cli):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    recipe = folder / "recipe.yaml"
+    text = "model: resnet20\ndata: {name: synthetic, image_size: 8}\nstages:\n  - {stage: train, epochs: 1}\n"
+    recipe.write_text(text)
+    for out in (folder, tmp_path):  # the recipe's own folder, or any folder above it
+        code, _, err = cli("optimize", recipe, "--out", out)
+        assert code == 1
+        assert f"--out {out} overlaps the input {recipe}" in " ".join(err.split()), err
+    assert recipe.read_text() == text  # not replaced by the run's validated copy
+    assert not (folder / "train").exists()
