@@ -35,12 +35,30 @@ def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
     return front
 
 
-def tradeoff_plot(labels: Sequence[str], costs: Sequence[float], scores: Sequence[float], path: str | Path, cost_label: str, score_label: str, title: str) -> Path:
-    """Write a PNG scatter of `scores` against `costs`, labelled, with the Pareto front joined."""
+LABEL_OFFSET = (4, 4)  # points right of and above a point
+LABEL_LINE_HEIGHT = 11  # points between stacked labels (8 pt text plus a gap)
+
+
+def label_offsets(costs: Sequence[float], scores: Sequence[float]) -> list[tuple[float, float]]:
+    """Text offsets (points) so that points sharing a cost (a model and its INT8 or distilled copy) get stacked labels, best score on top."""
+    offsets = [LABEL_OFFSET] * len(costs)
+    groups: dict[float, list[int]] = {}
+    for index, cost in enumerate(costs):
+        groups.setdefault(cost, []).append(index)
+    for members in groups.values():
+        for rank, index in enumerate(sorted(members, key=lambda i: -scores[i])):
+            offsets[index] = (LABEL_OFFSET[0], LABEL_OFFSET[1] - rank * LABEL_LINE_HEIGHT)
+    return offsets
+
+
+def tradeoff_figure(labels: Sequence[str], costs: Sequence[float], scores: Sequence[float], cost_label: str, score_label: str, title: str):
+    """A matplotlib figure: `scores` against `costs`, each point labelled (labels of equal costs stacked), the Pareto front joined."""
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     axes.scatter(costs, scores, color="tab:blue")
-    for label, cost, score in zip(labels, costs, scores):
-        axes.annotate(label, (cost, score), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for label, cost, score, offset in zip(labels, costs, scores, label_offsets(costs, scores)):
+        moved = offset != LABEL_OFFSET  # a stacked label gets a thin line to its point
+        axes.annotate(label, (cost, score), textcoords="offset points", xytext=offset, fontsize=8, va="bottom",
+                      arrowprops={"arrowstyle": "-", "color": "gray", "linewidth": 0.5} if moved else None)
     front = pareto_front(costs, scores)
     axes.plot([costs[i] for i in front], [scores[i] for i in front], color="tab:orange", linewidth=1, label="Pareto front")
     axes.set_xlabel(cost_label)
@@ -48,7 +66,12 @@ def tradeoff_plot(labels: Sequence[str], costs: Sequence[float], scores: Sequenc
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
-    return _write_png(figure, path)
+    return figure
+
+
+def tradeoff_plot(labels: Sequence[str], costs: Sequence[float], scores: Sequence[float], path: str | Path, cost_label: str, score_label: str, title: str) -> Path:
+    """Write a PNG scatter of `scores` against `costs`, labelled, with the Pareto front joined."""
+    return _write_png(tradeoff_figure(labels, costs, scores, cost_label, score_label, title), path)
 
 
 def width_chart(widths: dict[str, list[int | None]], path: str | Path, title: str) -> Path:
