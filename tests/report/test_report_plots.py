@@ -26,7 +26,8 @@ def test_labels_of_points_with_equal_macs_do_not_overlap():
         plt.close(figure)
 
 
-def test_stacked_labels_keep_the_best_score_on_top_and_lone_points_keep_the_default_offset():
-    offsets = label_offsets([1.0, 2.0, 2.0, 2.0], [0.5, 0.7, 0.9, 0.8])
-    assert offsets[0] == (4, 4)
-    assert offsets[2][1] > offsets[3][1] > offsets[1][1]  # 0.9 above 0.8 above 0.7
+def test_only_labels_closer_than_a_line_are_moved_best_score_on_top():
+    # heights in points: two points 3 pt apart share a cost, a third with that cost is far below, a fourth stands alone
+    offsets = label_offsets([1.0, 2.0, 2.0, 2.0], [50.0, 200.0, 203.0, 100.0])
+    assert offsets[0] == (4, 4) and offsets[2] == (4, 4) and offsets[3] == (4, 4)  # nothing near them: left in place
+    assert 203 + 4 - (200 + offsets[1][1]) >= 11  # the lower of the close pair sits a full line below the upper
