@@ -211,7 +211,8 @@ def _notify(callback: StageCallback | None, plan: StagePlan, total: int, event: 
 
 
 def _short(result: dict[str, Any]) -> str:
-    keys = ("accuracy", "accuracy_after", "accuracy_student", "accuracy_int8", "backend", "macs_kept", "ratio", "size_bytes", "resumed_from_epoch")
+    keys = ("accuracy", "accuracy_after", "accuracy_student", "accuracy_int8", "backend", "macs_kept", "ratio", "size_bytes", "resumed_from_epoch",
+            "best_score", "points", "index", "score", "val_accuracy_largest")
     return ", ".join(f"{k}={result[k]}" for k in keys if k in result)
 
 
