@@ -2,8 +2,8 @@
 
 Resume rule: stages are finished in order; the first stage that is not finished with its current
 hash (options, inputs, files it reads) — or the `force`d one — is run again, and so is every stage
-after it. A train, prune (its fine-tuning) or distill stage interrupted with the same hash continues
-from its last training checkpoint.
+after it. A train, supernet, prune (its fine-tuning) or distill stage interrupted with the same hash
+continues from its last training checkpoint, a search stage from its evaluation log.
 """
 
 from __future__ import annotations
