@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from slimvision.pipeline.runner import run_recipe
 from tests.pipeline.conftest import write_recipe
@@ -73,6 +75,12 @@ def test_kill_9_inside_a_stage_then_rerun_continues_that_stage_from_its_checkpoi
     history = json.loads((run / stage / "model" / "meta.json").read_text())
     if stage == "distill":
         assert len(history["history"]) == 3  # the two epochs before the kill come from the checkpoint
+        # continuing from the checkpoint ends where an uninterrupted run ends
+        run_recipe(recipe, tmp_path / "uninterrupted", report=False)
+        resumed = load_file(run / stage / "model" / "model.safetensors")
+        uninterrupted = load_file(tmp_path / "uninterrupted" / stage / "model" / "model.safetensors")
+        assert resumed.keys() == uninterrupted.keys()
+        assert all(torch.allclose(resumed[key], uninterrupted[key], atol=1e-6) for key in resumed)
     summary = json.loads((run / "summary.json").read_text())
     assert [row["stage"] for row in summary] == ["train", "prune", "distill"]
 
