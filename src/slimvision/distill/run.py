@@ -33,13 +33,15 @@ def distill(
 
     With `checkpoint_dir` the student's training checkpoints go to `checkpoint_dir/checkpoints/` every
     `train_config.save_every` epochs, and `resume` continues from the newest one. Losses that train
-    extra modules (feature projector, USKD weak head) are not checkpointed: their optimizer state names
-    parameters outside the student.
+    extra modules (feature projector, USKD weak head) are not checkpointed, since their optimizer state
+    names parameters outside the student, nor is `ema`, whose teacher is not in the checkpoint.
     """
     teacher = copy_teacher(teacher) if teacher is not None else None
     example = train_set.images[: min(8, len(train_set))]
     distiller = Distiller(student, teacher, config, example).to(torch.device(train_config.resolved_device()))
-    out_dir = checkpoint_dir if checkpoint_dir is not None and not distiller.extra_params else None
+    # the EMA teacher's weights are not in the trainer's checkpoint either: an `ema` run restarts too
+    resumable = not distiller.extra_params and config.loss != "ema"
+    out_dir = checkpoint_dir if checkpoint_dir is not None and resumable else None
     found = checkpoint_dirs(out_dir) if out_dir is not None and resume else []
     try:
         trainer = Trainer(student, train_set, val_set, train_config, out_dir=out_dir, callbacks=distiller.callbacks, loss_fn=distiller.loss_fn,
