@@ -15,7 +15,7 @@ def build(num_classes=10, in_chans=3, width=16):
 '''
 
 
-def write_recipe(directory, distill_epochs=2, extra_stages=""):
+def write_recipe(directory, distill_epochs=2, extra_stages="", finetune_epochs=0):
     """A tiny recipe on synthetic 16x16 data with a user model from models.py:build; returns its path."""
     (directory / "models.py").write_text(MODEL_FILE)
     recipe = directory / "recipe.yaml"
@@ -26,7 +26,7 @@ def write_recipe(directory, distill_epochs=2, extra_stages=""):
         threads: 1
         stages:
           - {{stage: train, epochs: 2, label: trained}}
-          - {{stage: prune, method: l1, macs_ratio: 0.5, label: pruned}}
+          - {{stage: prune, method: l1, macs_ratio: 0.5, finetune_epochs: {finetune_epochs}, label: pruned}}
           - {{stage: distill, teacher: train, loss: kd, epochs: {distill_epochs}, label: distilled}}
         """) + extra_stages)
     return recipe

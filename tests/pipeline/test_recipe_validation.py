@@ -13,6 +13,12 @@ BROKEN = {
     "teacher runs later": ("  - {stage: distill, name: d2, teacher: q}\n  - {stage: quantize, name: q}\n", "stages[3].distill.teacher: stage 'q' runs later"),
     "duplicate name": ("  - {stage: prune, macs_ratio: 0.5}\n", "stages[3].prune: a stage named 'prune' already exists"),
     "input not a model": ("  - {stage: quantize, name: q}\n  - {stage: export, input: q}\n", "stages[4].export.input: 'q' is not an earlier"),
+    "search without supernet": ("  - {stage: search, evaluator: oneshot}\n", "stages[3].search.supernet: the 'oneshot' evaluator needs a supernet"),
+    "unknown evaluator": ("  - {stage: supernet}\n  - {stage: search, evaluator: oracle}\n", "stages[4].search: unknown evaluator 'oracle'"),
+    "unknown strategy": ("  - {stage: supernet}\n  - {stage: search, strategy: guess}\n", "stages[4].search: unknown strategy 'guess'"),
+    "supernet not a supernet": ("  - {stage: search, supernet: prune}\n", "stages[3].search.supernet: stage 'prune' is not a supernet stage"),
+    "derive without search": ("  - {stage: derive}\n", "stages[3].derive: needs an earlier search stage"),
+    "derive from a model": ("  - {stage: supernet}\n  - {stage: search}\n  - {stage: derive, input: prune}\n", "stages[5].derive.input: 'prune' is not an earlier search stage"),
 }
 
 
@@ -49,3 +55,17 @@ def test_invalid_yaml_names_the_line(tmp_path, cli):
     recipe.write_text("data: {name: digits\nstages: [\n")
     code, _, err = cli("optimize", recipe, "--out", tmp_path / "run")
     assert code == 1 and "is not valid YAML" in err and "line" in err
+
+
+def test_a_run_directory_around_the_recipe_file_is_refused(tmp_path, cli):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    recipe = folder / "recipe.yaml"
+    text = "model: resnet20\ndata: {name: synthetic, image_size: 8}\nstages:\n  - {stage: train, epochs: 1}\n"
+    recipe.write_text(text)
+    for out in (folder, tmp_path):  # the recipe's own folder, or any folder above it
+        code, _, err = cli("optimize", recipe, "--out", out)
+        assert code == 1
+        assert f"--out {out} overlaps the input {recipe}" in " ".join(err.split()), err
+    assert recipe.read_text() == text  # not replaced by the run's validated copy
+    assert not (folder / "train").exists()

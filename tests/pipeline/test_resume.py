@@ -5,8 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
 
 from slimvision.pipeline.runner import run_recipe
 from tests.pipeline.conftest import write_recipe
@@ -18,45 +21,66 @@ def _records(run):
     return {name: (run / name / "stage.json").read_bytes() for name in ("train", "prune", "distill") if (run / name / "stage.json").exists()}
 
 
-def _wait_for(predicate, process, timeout_s=180.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.02)
-    return False
+# Runs a recipe and kills itself with SIGKILL right after the training loop of stage argv[3] wrote its
+# checkpoint for epoch argv[4]: a kill -9 at a known point inside that stage, not at a timing-dependent one.
+KILL_AFTER_CHECKPOINT = """
+import os, signal, sys
+from pathlib import Path
+from slimvision.train.trainer import Trainer
+import pytest
+
+from slimvision.pipeline.runner import run_recipe
+
+save = Trainer._save
+
+def save_then_die(self):
+    path = save(self)
+    if self.out_dir is not None and self.out_dir.name == sys.argv[3] and self.epoch == int(sys.argv[4]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+Trainer._save = save_then_die
+run_recipe(sys.argv[1], sys.argv[2], report=False)
+"""
 
 
-def test_kill_9_during_distill_then_rerun_redoes_neither_train_nor_prune(tmp_path, cli):
-    recipe = write_recipe(tmp_path, distill_epochs=12)  # long enough to be caught mid-stage
+def _run_killed_inside(stage, epoch, recipe, run):
+    env = {**os.environ, "PYTHONPATH": SRC}
+    process = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINT, str(recipe), str(run), stage, str(epoch)],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+
+
+@pytest.mark.parametrize("stage, finished_before", [("distill", ("train", "prune")), ("prune", ("train",))])
+def test_kill_9_inside_a_stage_then_rerun_continues_that_stage_from_its_checkpoint(tmp_path, cli, stage, finished_before):
+    recipe = write_recipe(tmp_path, distill_epochs=3, finetune_epochs=3)
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": SRC, "SLIMVISION_DEBUG": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "slimvision", "optimize", str(recipe), "--out", str(run)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
-    distill_record = run / "distill" / "stage.json"
-    try:
-        started = _wait_for(lambda: distill_record.exists() and b'"running"' in distill_record.read_bytes(), process)
-        assert started, f"distill never started: {process.stderr.read().decode()[-2000:] if process.poll() is not None else 'timeout'}"
-        time.sleep(0.3)
-        assert process.poll() is None, "the run finished before it could be killed"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-        process.stderr.close()
+    _run_killed_inside(stage, 2, recipe, run)
     before = _records(run)
-    weights = {name: (run / name / "model" / "model.safetensors").stat().st_mtime_ns for name in ("train", "prune")}
-    assert json.loads(before["distill"])["status"] == "running"
+    assert json.loads(before[stage])["status"] == "running"
+    assert (run / stage / "checkpoints" / "epoch_0002").is_dir()
+    weights = {name: (run / name / "model" / "model.safetensors").stat().st_mtime_ns for name in finished_before}
 
     code, out, err = cli("optimize", recipe, "--out", run)
     assert code == 0, err
-    assert "[1/3] train  (reused)" in out and "[2/3] prune  (reused)" in out and "[3/3] distill" in out
+    for name in finished_before:
+        assert f"{name}  (reused)" in out
     after = _records(run)
-    assert after["train"] == before["train"] and after["prune"] == before["prune"]  # records untouched: not redone
-    assert weights == {name: (run / name / "model" / "model.safetensors").stat().st_mtime_ns for name in ("train", "prune")}
-    assert json.loads(after["distill"])["status"] == "done"
+    assert all(after[name] == before[name] for name in finished_before)  # records untouched: not redone
+    assert weights == {name: (run / name / "model" / "model.safetensors").stat().st_mtime_ns for name in finished_before}
+    record = json.loads(after[stage])
+    assert record["status"] == "done" and record["result"]["resumed_from_epoch"] == 2
+    assert "resuming from checkpoint epoch_0002" in (run / stage / "log.txt").read_text()
+    assert not (run / stage / "checkpoints").exists()  # removed once the artifact was written
+    history = json.loads((run / stage / "model" / "meta.json").read_text())
+    if stage == "distill":
+        assert len(history["history"]) == 3  # the two epochs before the kill come from the checkpoint
+        # continuing from the checkpoint ends where an uninterrupted run ends
+        run_recipe(recipe, tmp_path / "uninterrupted", report=False)
+        resumed = load_file(run / stage / "model" / "model.safetensors")
+        uninterrupted = load_file(tmp_path / "uninterrupted" / stage / "model" / "model.safetensors")
+        assert resumed.keys() == uninterrupted.keys()
+        assert all(torch.allclose(resumed[key], uninterrupted[key], atol=1e-6) for key in resumed)
     summary = json.loads((run / "summary.json").read_text())
     assert [row["stage"] for row in summary] == ["train", "prune", "distill"]
 
@@ -107,7 +131,7 @@ def test_an_interrupted_train_stage_continues_from_its_checkpoint(tmp_path):
     stages = run_recipe(recipe, run, report=False)["stages"]
     assert [s["status"] for s in stages] == ["ran", "ran", "ran"]
     log = (run / "train" / "log.txt").read_text()
-    assert "resuming from its checkpoint" in log
+    assert "resuming from checkpoint epoch_0001" in log
 
 
 def test_a_finished_stage_whose_output_was_deleted_is_redone(tmp_path):

@@ -16,7 +16,7 @@ def optimize_command(
     recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML: model, data and an ordered list of stages (see docs/pipeline.md); or use --target."),
     out: Path = typer.Option(..., "--out", help="Run directory: one folder per stage, summary.json, report.md, report.html. Rerunning resumes."),
     force: Optional[str] = typer.Option(None, "--force", help="Redo this stage (and every stage after it) even if it is finished."),
-    target: Optional[str] = typer.Option(None, "--target", help="Budget mode instead of a recipe: latency=2ms@bs1, macs=20M or params=100k (needs --model and --data)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Budget mode instead of a recipe: latency=2ms@bs1, macs=20M, params=100k or size=200KB (bytes on disk of the final artifact; needs --model and --data)."),
     model: Optional[str] = typer.Option(None, "--model", help=f"Budget mode: the trained model ({MODEL_SOURCE_HELP})."),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help=MODEL_KWARGS_HELP),
     weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
@@ -26,7 +26,7 @@ def optimize_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Budget mode: threads for every stage and measurement."),
     json_output: bool = typer.Option(False, "--json", help="Print summary.json's rows as JSON."),
 ) -> None:
-    """Run a recipe (train, prune, distill, quantize, export, ckpt-compress) into a resumable run directory and report every artifact."""
+    """Run a recipe (train, prune, distill, quantize, export, ckpt-compress, supernet, search, derive) into a resumable run directory and report every artifact."""
     from slimvision.errors import ConfigError
     from slimvision.pipeline.runner import run_recipe
 
@@ -60,6 +60,9 @@ def budget_verdict(row: dict, target) -> str:
         if value is None:
             return f"batch {target.batch} was not measured (the report times batch 1 and 32)"
         text = f"{value:.2f} ms at batch {target.batch} (budget {goal} ms)"
+    elif target.kind == "size":
+        value, goal = row["size_bytes"], target.value
+        text = f"{value:,} bytes on disk (budget {goal:,.0f})"
     else:
         value, goal = row[target.kind], target.value
         text = f"{value:,} {target.kind} (budget {goal:,.0f})"

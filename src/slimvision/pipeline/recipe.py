@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from slimvision.errors import ConfigError, SlimvisionError
 
-MODEL_STAGES = ("train", "prune", "distill")  # stages whose output is an fp32 model artifact later stages can take
+MODEL_STAGES = ("train", "prune", "distill", "derive")  # stages whose output is an fp32 model artifact later stages can take
 
 
 def _library_config(build) -> Any:
@@ -207,7 +207,86 @@ class CkptCompressStage(_Stage):
         return self
 
 
-Stage = Annotated[Union[TrainStage, PruneStage, DistillStage, QuantizeStage, ExportStage, CkptCompressStage], Field(discriminator="stage")]
+class SupernetStage(_Stage):
+    stage: Literal["supernet"]
+    space: str = "mbv2"
+    sampler: str = "sandwich"
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(0.05, gt=0)
+    batch_size: int = Field(64, ge=1)
+    seed: Optional[int] = None
+
+    def supernet_config(self, seed: int):
+        from slimvision.nas.supernet.train import SupernetConfig
+
+        return SupernetConfig(self.space, self.sampler, self.epochs, self.lr, self.batch_size, self.seed if self.seed is not None else seed)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SupernetStage":
+        from slimvision.nas.sampling import SAMPLERS
+        from slimvision.nas.supernet.train import SUPERNETS
+
+        if self.space not in SUPERNETS:
+            raise ValueError(f"no supernet for space {self.space!r}; supernets exist for: {', '.join(SUPERNETS)}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
+        return self
+
+
+class SearchStage(_Stage):
+    stage: Literal["search"]
+    space: str = "mbv2"
+    strategy: str = "evolution"
+    evaluator: str = "oneshot"
+    supernet: Optional[str] = None  # an earlier supernet stage or a supernet directory (default: the latest supernet stage)
+    max_macs: Optional[Union[str, float]] = None  # e.g. 30M
+    max_params: Optional[Union[str, float]] = None
+    max_latency_ms: Optional[float] = Field(None, gt=0)
+    trials: int = Field(50, ge=1)
+    population: int = Field(16, ge=1)
+    threads: Optional[int] = Field(None, ge=1)  # default: the recipe's threads, else 1
+    seed: Optional[int] = None
+
+    def search_config(self, seed: int, image_size: int, in_chans: int, num_classes: int, threads: int | None):
+        from slimvision.nas.strategies import SearchConfig
+
+        return SearchConfig(
+            strategy=self.strategy, trials=self.trials, population=self.population, seed=self.seed if self.seed is not None else seed,
+            image_size=image_size, in_chans=in_chans, num_classes=num_classes, threads=self.threads or threads or 1,
+        )
+
+    def constraints(self):
+        from slimvision.config import parse_count
+        from slimvision.nas.strategies import Constraints
+
+        count = lambda value: None if value is None else parse_count(value)  # noqa: E731
+        return Constraints(count(self.max_macs), count(self.max_params), self.max_latency_ms)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SearchStage":
+        from slimvision.nas import EVALUATORS, SPACES
+
+        if self.space not in SPACES.names():
+            raise ValueError(f"unknown search space {self.space!r}; use one of {', '.join(SPACES.names())}")
+        if self.evaluator not in EVALUATORS.names():
+            raise ValueError(f"unknown evaluator {self.evaluator!r}; use one of {', '.join(EVALUATORS.names())}")
+        _library_config(lambda: self.search_config(0, 32, 3, 10, None))
+        _library_config(self.constraints)
+        return self
+
+
+class DeriveStage(_Stage):
+    stage: Literal["derive"]
+    input: Optional[str] = None  # an earlier search stage (default: the latest one)
+    index: Optional[int] = Field(None, ge=0)  # Pareto point to derive (default: the one with the best score)
+    inherit: bool = True  # take the weights from the search's supernet (BN re-calibrated); false: fresh init
+
+
+Stage = Annotated[
+    Union[TrainStage, PruneStage, DistillStage, QuantizeStage, ExportStage, CkptCompressStage, SupernetStage, SearchStage, DeriveStage],
+    Field(discriminator="stage"),
+]
+STAGE_KINDS = ("train", "prune", "distill", "quantize", "export", "ckpt-compress", "supernet", "search", "derive")
 
 
 class DataOptions(BaseModel):
@@ -299,6 +378,20 @@ def _check_file(value: str | None, where: str, directory: bool = False) -> None:
         raise ConfigError(f"{where}: {'directory' if directory else 'file'} not found: {value}")
 
 
+def _check_supernet(recipe: Recipe, stage: SearchStage, seen: dict[str, str], where: str) -> None:
+    """A search's supernet: an earlier supernet stage, an existing directory, or (one-shot evaluators) an earlier supernet stage to default to."""
+    if stage.supernet is None:
+        if stage.evaluator.startswith("oneshot") and "supernet" not in seen.values():
+            raise ConfigError(f"{where}.supernet: the {stage.evaluator!r} evaluator needs a supernet: put a supernet stage first or name a supernet directory")
+    elif stage.supernet in seen:
+        if seen[stage.supernet] != "supernet":
+            raise ConfigError(f"{where}.supernet: stage {stage.supernet!r} is not a supernet stage")
+    elif stage.supernet in recipe.names():
+        raise ConfigError(f"{where}.supernet: stage {stage.supernet!r} runs later; the supernet must come from an earlier stage")
+    else:
+        _check_file(stage.supernet, f"{where}.supernet", directory=True)
+
+
 def _check_references(recipe: Recipe, label: str) -> None:
     """Cross-stage checks: unique names, inputs and teachers naming earlier stages of the right kind, files that exist."""
     seen: dict[str, str] = {}
@@ -321,6 +414,15 @@ def _check_references(recipe: Recipe, label: str) -> None:
                 raise ConfigError(f"{where}.model: no model: set the recipe's model or the stage's")
             _check_file(stage.weights, f"{where}.weights")
             has_model = True
+        elif stage.stage == "supernet":
+            pass  # trains on the recipe's data; reads no model
+        elif stage.stage == "search":
+            _check_supernet(recipe, stage, seen, where)
+        elif stage.stage == "derive":
+            if stage.input is not None and seen.get(stage.input) != "search":
+                raise ConfigError(f"{where}.input: {stage.input!r} is not an earlier search stage")
+            if stage.input is None and "search" not in seen.values():
+                raise ConfigError(f"{where}: needs an earlier search stage (its Pareto front is what is derived)")
         else:
             wanted = ("train",) if stage.stage == "ckpt-compress" else MODEL_STAGES
             if stage.input is not None:
@@ -356,7 +458,7 @@ def recipe_from_dict(data: Any, label: str = "recipe", base: str | Path = ".") -
         if first["type"] == "union_tag_invalid":
             message = f"unknown stage {first['ctx']['tag']!r}; use one of {first['ctx']['expected_tags']}"
         elif first["type"] == "union_tag_not_found":
-            message = "each stage needs a 'stage:' key (train, prune, distill, quantize, export or ckpt-compress)"
+            message = f"each stage needs a 'stage:' key ({', '.join(STAGE_KINDS)})"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{label}: {_location(first['loc'])}: {message}{more}") from None
     base = Path(base)
@@ -366,6 +468,8 @@ def recipe_from_dict(data: Any, label: str = "recipe", base: str | Path = ".") -
     for stage in recipe.stages:
         if stage.stage == "train":
             stage.model, stage.weights = _resolve_source(stage.model, base), _resolve_path(stage.weights, base)
+        if stage.stage == "search" and stage.supernet not in recipe.names():
+            stage.supernet = _resolve_path(stage.supernet, base)
         if stage.stage == "distill":
             if stage.teacher not in recipe.names():
                 stage.teacher = _resolve_source(stage.teacher, base)

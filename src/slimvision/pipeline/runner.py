@@ -2,7 +2,8 @@
 
 Resume rule: stages are finished in order; the first stage that is not finished with its current
 hash (options, inputs, files it reads) — or the `force`d one — is run again, and so is every stage
-after it. A train stage interrupted with the same hash continues from its last checkpoint.
+after it. A train, supernet, prune (its fine-tuning) or distill stage interrupted with the same hash
+continues from its last training checkpoint, a search stage from its evaluation log.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class StagePlan:
     model: str | ModelSource | None
     teacher: str | ModelSource | None
     done: bool
+    supernet: str | None = None  # search: the supernet it scores with; derive: the supernet it inherits weights from
 
 
 def _recipe_source(recipe: Recipe) -> ModelSource | None:
@@ -55,13 +57,25 @@ def plan_run(recipe: Recipe, out: Path, force: str | None = None) -> list[StageP
         directory = out / name
         options = {**stage.model_dump(exclude={"label", "name"}), **common}
         upstream, files = {}, {"data_root": path_fingerprint(recipe.data.root)}
-        model = teacher = None
-        if stage.stage == "train":
+        model = teacher = supernet = None
+        if stage.stage == "supernet":
+            pass  # reads only the recipe's data
+        elif stage.stage == "search":
+            wanted = stage.supernet if stage.supernet is not None else _latest(recipe, index, "supernet")
+            if wanted in digests:
+                supernet, upstream["supernet"] = str(out / wanted / ARTIFACT_DIR), digests[wanted]
+            elif wanted is not None:
+                supernet, files["supernet"] = wanted, path_fingerprint(wanted)
+        elif stage.stage == "derive":
+            wanted = stage.input or _latest(recipe, index, "search")
+            model, upstream["input"] = str(out / wanted), digests[wanted]
+            supernet = plans[recipe.names().index(wanted)].supernet if stage.inherit else None
+        elif stage.stage == "train":
             source = stage.model or recipe.model
             options["source"] = {"model": source, "kwargs": stage.model_kwargs if stage.model else recipe.model_kwargs}
             files |= {"model": path_fingerprint(source), "weights": path_fingerprint(stage.weights if stage.model else (stage.weights or recipe.weights))}
         else:
-            wanted = stage.input or (_latest_train(recipe, index) if stage.stage == "ckpt-compress" else latest_model)
+            wanted = stage.input or (_latest(recipe, index, "train") if stage.stage == "ckpt-compress" else latest_model)
             if wanted is not None:
                 model, upstream["input"] = str(out / wanted / ARTIFACT_DIR), digests[wanted]
             else:
@@ -78,14 +92,15 @@ def plan_run(recipe: Recipe, out: Path, force: str | None = None) -> list[StageP
         digests[name] = digest
         finished = StageRecord(directory).is_done(digest) and stage_output(stage.stage, directory).exists()
         redo = redo or name == force or not finished
-        plans.append(StagePlan(index, stage, directory, digest, model, teacher, done=not redo))
+        plans.append(StagePlan(index, stage, directory, digest, model, teacher, done=not redo, supernet=supernet))
         if stage.stage in MODEL_STAGES:
             latest_model = name
     return plans
 
 
-def _latest_train(recipe: Recipe, index: int) -> str | None:
-    names = [s.stage_name for s in recipe.stages[:index] if s.stage == "train"]
+def _latest(recipe: Recipe, index: int, kind: str) -> str | None:
+    """The name of the last stage of `kind` before stage `index`."""
+    names = [s.stage_name for s in recipe.stages[:index] if s.stage == kind]
     return names[-1] if names else None
 
 
@@ -93,8 +108,9 @@ def _inputs(recipe: Recipe) -> list[str | None]:
     files = [recipe.model, recipe.weights, recipe.data.root]
     for stage in recipe.stages:
         files += [getattr(stage, key, None) for key in ("model", "weights", "teacher_weights")]
-        if getattr(stage, "teacher", None) not in (None, *recipe.names()):
-            files.append(stage.teacher)
+        for key in ("teacher", "supernet"):
+            if getattr(stage, key, None) not in (None, *recipe.names()):
+                files.append(getattr(stage, key))
     return [f.rpartition(":")[0] if f and f.rpartition(":")[0].endswith(".py") else f for f in files]
 
 
@@ -117,9 +133,11 @@ StageCallback = Callable[[StagePlan, int, str], None]  # (plan, total, event) wi
 
 def run_recipe(recipe: Recipe | str | Path, out: str | Path, force: str | None = None, on_stage: StageCallback | None = None, report: bool = True) -> dict[str, Any]:
     """Run `recipe` into `out` (resuming a previous run there); returns {"stages": ..., "summary": ...}."""
+    recipe_file = None if isinstance(recipe, Recipe) else Path(recipe)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = Path(out)
-    guard_output(out, _inputs(recipe), overwrite=True)
+    # the recipe file counts as an input: a run directory around it would overwrite it with the validated copy
+    guard_output(out, [recipe_file, *_inputs(recipe)], overwrite=True)
     plans = plan_run(recipe, out, force)
     out.mkdir(parents=True, exist_ok=True)
     save_recipe_copy(recipe, out)
@@ -137,9 +155,10 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, force: str | None =
             _notify(on_stage, plan, len(plans), "start")
             plan.directory.mkdir(parents=True, exist_ok=True)
             record.mark_running(plan.digest, plan.stage.stage, plan.stage.model_dump())
-            record.log(f"start {plan.stage.stage} hash={plan.digest}{' (resuming from its checkpoint)' if resume else ''} options={plan.stage.model_dump()}")
+            found = _checkpoints(plan.directory) if resume else []
+            record.log(f"start {plan.stage.stage} hash={plan.digest}{f' (resuming from checkpoint {found[-1].name})' if found else ''} options={plan.stage.model_dump()}")
             start = time.perf_counter()
-            context = StageContext(recipe, plan.directory, plan.model, plan.teacher, resume)
+            context = StageContext(recipe, plan.directory, plan.model, plan.teacher, resume, plan.supernet)
             try:
                 result = RUNNERS[plan.stage.stage](plan.stage, context)
             except BaseException as exc:
@@ -166,7 +185,7 @@ def report_run(run_dir: str | Path, recipe: Recipe | None = None, remeasure: boo
         kind = stage.stage
         record = StageRecord(run_dir / name).read()
         if kind in MODEL_STAGES or kind == "quantize":
-            parent = stage.input or latest if kind != "train" else None
+            parent = None if kind in ("train", "derive") else (stage.input or latest)  # a derived model comes from a search, not a model
             if record and record.get("status") == "done":
                 entries.append(ArtifactEntry(name, stage.label or name, kind, run_dir / name / ARTIFACT_DIR, parents.get(parent)))
             parents[name] = run_dir / name / ARTIFACT_DIR
@@ -179,13 +198,21 @@ def report_run(run_dir: str | Path, recipe: Recipe | None = None, remeasure: boo
     return write_report(run_dir, entries, recipe.threads, remeasure=remeasure, rounds=rounds, repeats=repeats)
 
 
+def _checkpoints(directory: Path) -> list[Path]:
+    """Training checkpoints an interrupted stage left: a train stage keeps them in its model directory, prune and distill beside it."""
+    from slimvision.train.checkpoint import checkpoint_dirs
+
+    return checkpoint_dirs(directory / ARTIFACT_DIR) or checkpoint_dirs(directory)
+
+
 def _notify(callback: StageCallback | None, plan: StagePlan, total: int, event: str) -> None:
     if callback is not None:
         callback(plan, total, event)
 
 
 def _short(result: dict[str, Any]) -> str:
-    keys = ("accuracy", "accuracy_after", "accuracy_student", "accuracy_int8", "backend", "macs_kept", "ratio", "size_bytes")
+    keys = ("accuracy", "accuracy_after", "accuracy_student", "accuracy_int8", "backend", "macs_kept", "ratio", "size_bytes", "resumed_from_epoch",
+            "best_score", "points", "index", "score", "val_accuracy_largest")
     return ", ".join(f"{k}={result[k]}" for k in keys if k in result)
 
 

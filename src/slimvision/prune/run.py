@@ -20,6 +20,7 @@ from slimvision.prune.criteria import CRITERIA
 from slimvision.prune.pruner import PruneConfig, PruneResult, classifier_layers, prune, resolve_ignored
 from slimvision.prune.schedules import method_hooks
 from slimvision.train import Callback, Trainer, TrainConfig, distributed
+from slimvision.train.checkpoint import checkpoint_dirs, checkpoint_epoch
 
 LATENCY_BATCHES = (1, 32)
 LATENCY_ROUNDS = 5
@@ -54,16 +55,24 @@ def paired_latency_ms(
     return medians["before"], medians["after"]
 
 
-def finetune(model: nn.Module, train_set, val_set, config: FinetuneConfig, callbacks: Sequence[Callback] = ()) -> nn.Module:
-    """Fine-tune with the foundation Trainer (cosine schedule, no warm-up); returns the model."""
+def finetune(
+    model: nn.Module, train_set, val_set, config: FinetuneConfig, callbacks: Sequence[Callback] = (),
+    checkpoint_dir: str | Path | None = None, resume: bool = False,
+) -> int:
+    """Fine-tune `model` in place with the foundation Trainer (cosine schedule, no warm-up); returns the epoch it resumed from.
+
+    With `checkpoint_dir`, a checkpoint is written to `checkpoint_dir/checkpoints/` after each epoch and
+    `resume` continues from the newest one there (0 is returned when training started from the beginning).
+    """
     if config.epochs <= 0 and not callbacks:
-        return model
+        return 0
     train_config = TrainConfig(
         epochs=max(config.epochs, 1), batch_size=config.batch_size, optimizer=config.optimizer, lr=config.lr,
         warmup_epochs=0, seed=config.seed, progress=True,
     )
-    Trainer(model, train_set, val_set, train_config, callbacks=callbacks).fit()
-    return model
+    found = checkpoint_dirs(checkpoint_dir) if checkpoint_dir is not None and resume else []
+    Trainer(model, train_set, val_set, train_config, out_dir=checkpoint_dir, callbacks=callbacks).fit(resume=bool(found))
+    return checkpoint_epoch(found[-1]) if found else 0
 
 
 def chex_prune(model: nn.Module, example: torch.Tensor, config: PruneConfig, train_set, val_set, finetune_config: FinetuneConfig) -> PruneResult:
@@ -100,19 +109,24 @@ def prune_artifact(
     data_root: str | None = None,
     finetune_config: FinetuneConfig | None = None,
     threads: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Prune a model directory (or zoo model) and save the result; returns the before/after summary.
+
+    With `checkpoint_dir` the fine-tuning after the last pruning step writes checkpoints there and
+    `resume` continues it from the newest one (pruning is deterministic, so the shapes match).
 
     Under `torchrun` every rank prunes the same way and fine-tunes data-parallel; rank 0 measures,
     saves and returns the summary, other ranks return {}.
     """
     with distributed.process_group():
-        return _prune_artifact(model, config, out_dir, data, image_size, data_root, finetune_config, threads)
+        return _prune_artifact(model, config, out_dir, data, image_size, data_root, finetune_config, threads, checkpoint_dir, resume)
 
 
 def _prune_artifact(
     model: str, config: PruneConfig, out_dir: str | Path, data: str | None, image_size: int | None, data_root: str | None,
-    finetune_config: FinetuneConfig | None, threads: int | None,
+    finetune_config: FinetuneConfig | None, threads: int | None, checkpoint_dir: str | Path | None = None, resume: bool = False,
 ) -> dict[str, Any]:
     lead = distributed.is_lead()
     finetune_config = finetune_config or FinetuneConfig(seed=config.seed)
@@ -127,6 +141,7 @@ def _prune_artifact(
     if CRITERIA.get(config.method).during_training:
         result = chex_prune(source, example, config, train_set, val_set, finetune_config)
         accuracy_pruned = None  # channels are chosen while training: there is no "right after pruning" model
+        resumed_from_epoch = 0  # CHEX explores from its start: its masks are not in the checkpoints
     else:
         hooks = method_hooks(config, source, example, train_set, val_set, finetune_config)
         result = prune(
@@ -135,7 +150,7 @@ def _prune_artifact(
             ratio_dict_fn=hooks.ratio_dict_fn,
         )
         accuracy_pruned = accuracy(result.model, test_set)
-        finetune(result.model, train_set, val_set, finetune_config)
+        resumed_from_epoch = finetune(result.model, train_set, val_set, finetune_config, checkpoint_dir=checkpoint_dir, resume=resume)
     pruned = result.model.eval()
     if not lead:
         return {}
@@ -157,6 +172,7 @@ def _prune_artifact(
         "latency_ms_after": latency_after,
         "speedup": {b: latency_before[b] / latency_after[b] for b in latency_before},
         "finetune_epochs": finetune_config.epochs,
+        "resumed_from_epoch": resumed_from_epoch,
     }
     conditions = {
         "latency": (

@@ -37,6 +37,11 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_epoch(checkpoint: str | Path) -> int:
+    """The epoch a checkpoint directory was written after."""
+    return int(read_json(Path(checkpoint) / STATE_FILE)["epoch"])
+
+
 RUN_FILES = ("run.json", "model.safetensors", "arch.json", "meta.json")
 
 
