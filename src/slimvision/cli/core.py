@@ -89,7 +89,7 @@ def train_command(
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Train on at most this many batches per epoch."),
     checkpoint_activations: Optional[bool] = typer.Option(
         None, "--checkpoint-activations/--keep-activations",
-        help="Recompute each block in the backward pass instead of keeping its activations: far less memory at 224 px, about 1/3 more compute; same weights.",
+        help="Recompute each block in the backward pass instead of keeping its activations: far less memory at 224 px for one extra forward pass per step; same weights.",
     ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size (default 64)."),
