@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -46,6 +47,7 @@ from slimvision.data import DataSpec, TrainAugment
 from slimvision.models import create_model
 
 root, steps, batch, workers = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+checkpointed = sys.argv[5] == "checkpoint"
 classes = sorted(p.name for p in (root / "train").iterdir())
 files = [(str(f), i) for i, c in enumerate(classes) for f in sorted((root / "train" / c).iterdir())]
 spec = DataSpec("imagefolder", len(classes), 3, 224, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -68,8 +70,13 @@ def _apply(x):
 
 torch.manual_seed(0)
 model = create_model("mobilenetv2", num_classes=len(classes), in_chans=3)
+if checkpointed:  # the textbook way: torch.utils.checkpoint around every block of model.features
+    from functools import partial
+    from torch.utils.checkpoint import checkpoint
+    for block in model.features:
+        block.forward = partial(checkpoint, block.forward, use_reentrant=False)
 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-loader = DataLoader(Folder(), batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+loader = DataLoader(Folder(), batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
 model.train()
 start, seen = time.perf_counter(), 0
 for step, (x, y) in enumerate(loader):
@@ -206,12 +213,13 @@ def write_results(args, results: dict, folder: dict, started: float) -> None:
     full_steps = -(-args.images // args.batch_size)
     what = "one full pass of the loader over every image, no model" if args.loader_only else "training mobilenetv2 (zoo), SGD"
     rounds_done = min(len(r) for r in results.values())
+    made = "generated earlier" if math.isnan(folder["seconds"]) else f"generated in {folder['seconds']:.0f} s"
     verdict = "n/a (a side has no run yet)" if ratio is None else f"**{ratio:.3f}** (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})"
     lines = [
         f"# Streaming data: slimvision {'Loader' if args.loader_only else 'train'} vs a plain DataLoader loop", "",
         f"Measured: {what}. Folder: {args.images:,} generated 224x224 JPEGs in {args.classes} classes (train/) + "
-        f"{10 * args.classes} in val/, {folder['mb']:.0f} MB on disk (generated in {folder['seconds']:.0f} s). Batch {args.batch_size}, "
-        f"{args.workers} loader workers; train transform kornia RandomResizedCrop(224) + flip + normalise on both sides.", "",
+        f"{10 * args.classes} in val/, {folder['mb']:.0f} MB on disk ({made}). Batch {args.batch_size}, "
+        f"{args.workers} loader workers{', activations checkpointed per block on both sides' if args.checkpoint_activations else ''}; train transform kornia RandomResizedCrop(224) + flip + normalise on both sides.", "",
         f"- images/s, median over runs: slimvision **{median.get('slimvision', float('nan')):.2f}**, plain loop "
         f"**{median.get('plain', float('nan')):.2f}**; ratio {verdict}; {rounds_done} of {args.rounds} interleaved rounds complete",
         f"- peak memory of the slimvision process tree (PSS: trainer + {args.workers} workers, shared pages split): **{peak_pss:.0f} MB**; "
@@ -240,14 +248,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved A/B rounds")
     parser.add_argument("--out", default=None, help="results file (default data.md, or data_loader.md with --loader-only)")
     parser.add_argument("--loader-only", action="store_true", help="no model: one full pass of the loader over every image")
+    parser.add_argument("--checkpoint-activations", action="store_true", help="both sides recompute each block in backward (less memory)")
+    parser.add_argument("--folder", default=None, help="use (and keep) the generated folder here; made only if absent")
     args = parser.parse_args()
     args.out = args.out or str(RESULTS / ("data_loader.md" if args.loader_only else "data.md"))
     started = time.perf_counter()
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory(prefix="slimvision-data-bench-") as tmp:
-        root = Path(tmp) / "images"
-        seconds = make_folder(root, args.images, args.classes, val_per_class=10)
+        root = Path(args.folder) if args.folder else Path(tmp) / "images"
+        seconds = make_folder(root, args.images, args.classes, val_per_class=10) if not (root / "val").is_dir() else float("nan")
         folder = {"seconds": seconds, "mb": sum(f.stat().st_size for f in root.rglob("*.jpg")) / 2**20}
         steps = args.steps or -(-args.images // args.batch_size)
         results: dict[str, list] = {"slimvision": [], "plain": []}
@@ -266,11 +276,14 @@ def main() -> None:
                                "--batch-size", str(args.batch_size), "--out", str(out_dir), "--json"]
                     if args.steps:
                         command += ["--max-steps-per-epoch", str(args.steps)]
+                    if args.checkpoint_activations:
+                        command += ["--checkpoint-activations"]
                     _, peaks = run_measured(command, env)
                     history = json.loads((out_dir / "meta.json").read_text())["history"][0]
                     rate, seen = history["images_per_second"], history["images_seen"]
                 else:
-                    command = [sys.executable, "-c", PLAIN_LOOP, str(root), str(steps), str(args.batch_size), str(args.workers)]
+                    command = [sys.executable, "-c", PLAIN_LOOP, str(root), str(steps), str(args.batch_size), str(args.workers),
+                               "checkpoint" if args.checkpoint_activations else "keep"]
                     out, peaks = run_measured(command, env)
                     report = json.loads(out.strip().splitlines()[-1])
                     rate, seen = report["images_per_second"], report["images"]

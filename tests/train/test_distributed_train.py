@@ -77,3 +77,43 @@ def test_batch_size_must_split_evenly_across_processes(tmp_path):
                "--master_port", str(_free_port()), "-m", "slimvision", *map(str, TRAIN[:-4]), "--batch-size", "31", "--out", tmp_path / "x"]
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "not divisible by the 2 data-parallel processes" in done.stderr
+
+
+QAT_SCRIPT = """
+import sys, torch
+from safetensors.torch import save_file
+from slimvision.data import get_dataset
+from slimvision.models import create_model
+from slimvision.quant.config import QuantConfig
+from slimvision.quant.run import qat_train
+from slimvision.train import distributed
+
+with distributed.process_group():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_chans=1).eval()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    prepared = qat_train(model, get_dataset("digits", "train").subset(128), QuantConfig(backend="torchao", mode="qat", qat_epochs=1, qat_lr=1e-3))
+    state = {k: v.detach().float().clone() for k, v in prepared.state_dict().items() if v.dtype.is_floating_point}
+    moved = max((state[k] - initial[k].float()).abs().max().item() for k in initial if k in state and initial[k].dtype.is_floating_point)
+    if distributed.is_lead():
+        save_file(state, sys.argv[1])
+        print("moved", moved)
+"""
+
+
+def test_torchrun_two_processes_match_one_process_qat(tmp_path):
+    # PT2E QAT trains an exported graph: its BatchNorm calls and activation observers must see the
+    # global batch (not each rank's half) for 2 processes to end where 1 process does
+    script = tmp_path / "qat.py"
+    script.write_text(QAT_SCRIPT)
+    for processes, name in ((1, "one"), (2, "two")):
+        command = [sys.executable, str(script), str(tmp_path / f"{name}.safetensors")]
+        if processes > 1:
+            command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr", "127.0.0.1",
+                       "--master_port", str(_free_port()), *command[1:]]
+        done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = load_file(str(tmp_path / "one.safetensors")), load_file(str(tmp_path / "two.safetensors"))
+    assert any(".activation_post_process.max_val" in k for k in one)  # the observers' ranges are compared too
+    _assert_close(one, two)
+    assert float(done.stdout.split("moved")[-1]) > 1e-3  # the fine-tune really moved the weights

@@ -87,6 +87,10 @@ def train_command(
     mixup: Optional[float] = typer.Option(None, "--mixup", callback=fraction, help="Probability that a batch is mixed with MixUp (default 0)."),
     cutmix: Optional[float] = typer.Option(None, "--cutmix", callback=fraction, help="Probability that a batch is mixed with CutMix (default 0)."),
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Train on at most this many batches per epoch."),
+    checkpoint_activations: Optional[bool] = typer.Option(
+        None, "--checkpoint-activations/--keep-activations",
+        help="Recompute each block in the backward pass instead of keeping its activations: far less memory at 224 px for one extra forward pass per step; same weights.",
+    ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size (default 64)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (default) or adamw."),
@@ -123,6 +127,8 @@ def train_command(
                 raise ConfigError(f"--resume: {key}={value!r} differs from the run's recorded {recorded.get(key)!r} in {out / 'run.json'}")
         if workers is not None:  # the worker count never changes the result, so a resumed run may use another
             spec.config.workers = workers
+        if checkpoint_activations is not None:  # neither does recomputing activations
+            spec.config.checkpoint_activations = checkpoint_activations
     else:
         if model is None or data is None:
             raise ConfigError("train needs --model and --data (or --resume with an existing --out)")
@@ -130,7 +136,8 @@ def train_command(
 
         source = model_source(model, model_kwargs, weights)
         kind, target = parse_model_source(model)
-        config = TrainConfig(**given, **({"workers": workers} if workers is not None else {}))
+        unchanged_result = {"workers": workers, "checkpoint_activations": checkpoint_activations}
+        config = TrainConfig(**given, **{k: v for k, v in unchanged_result.items() if v is not None})
         # run.json keeps a file builder's absolute path, so --resume works from any directory
         spec = RunSpec(target if kind == FILE else model, data, image_size, data_root, source.kwargs,
                        skip_bad_images=skip_bad_images, config=config, weights=source.weights)

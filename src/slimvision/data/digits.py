@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from slimvision.data.base import DataSpec, TensorImageDataset, normalise, resize_images
 
@@ -18,6 +16,8 @@ SPLIT_SEED = 0
 
 def _split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Fixed stratified 60/20/20 split of the 1,797 images."""
+    from sklearn.model_selection import train_test_split  # imported on use: scikit-learn adds ~150 MB to every process
+
     indices = np.arange(labels.shape[0])
     train, rest = train_test_split(indices, test_size=0.4, stratify=labels, random_state=SPLIT_SEED)
     val, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=SPLIT_SEED)
@@ -26,6 +26,8 @@ def _split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
 
 def load_digits_split(split: str, image_size: int = 8) -> TensorImageDataset:
     """The `split` ('train', 'val' or 'test') of digits, resized to `image_size` and normalised."""
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     images = bunch.images.astype(np.float32) / 16.0
     labels = bunch.target.astype(np.int64)

@@ -17,7 +17,6 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from slimvision.data.base import DataSpec, TensorImageDataset, normalise, resize_images
 from slimvision.data.digits import _split_indices
@@ -57,6 +56,8 @@ BENCHMARK_DIFFICULTY = Difficulty()
 @lru_cache(maxsize=3)
 def source_digits(split: str) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(images in [0, 1] as (N, 1, 8, 8), labels, indices into load_digits()) of one digits split."""
+    from sklearn.datasets import load_digits  # imported on use, like digits
+
     bunch = load_digits()
     chosen = _split_indices(bunch.target)[split]
     images = torch.from_numpy(bunch.images[chosen].astype(np.float32) / 16.0).unsqueeze(1)

@@ -117,7 +117,9 @@ class Loader:
         self.skipped: list[str] = []
         self._loader = DataLoader(
             SampleView(dataset, augment, seed), batch_sampler=self.sampler, num_workers=workers, collate_fn=collate_samples,
-            persistent_workers=workers > 0, pin_memory=pin_memory, prefetch_factor=4 if workers > 0 else None,
+            # two batches queued per worker (torch's default): decoding outpaces a training step, and at 224 px every
+            # queued batch of 64 is 38.5 MB of shared memory
+            persistent_workers=workers > 0, pin_memory=pin_memory, prefetch_factor=2 if workers > 0 else None,
         )
 
     def __len__(self) -> int:

@@ -104,6 +104,17 @@ def _torchao_rows(model, converted, example: torch.Tensor, config: QuantConfig, 
 
 def qat_finetune(model, train, val, config: QuantConfig):
     """PT2E QAT: fake-quant model fine-tuned with the foundation Trainer, then converted."""
+    from slimvision.quant import torchao_int8
+
+    return torchao_int8.convert_qat(qat_train(model, train, config))
+
+
+def qat_train(model, train, config: QuantConfig):
+    """The fake-quantized graph of a copy of `model` after QAT fine-tuning on `train` (not yet converted to INT8).
+
+    Under torchrun every rank runs it; the Trainer's global batch statistics cover the graph's
+    BatchNorm calls and activation observers, so N processes end where one process does.
+    """
     import copy
 
     from slimvision.quant import torchao_int8
@@ -119,7 +130,7 @@ def qat_finetune(model, train, val, config: QuantConfig):
     # the exported graph has a fixed batch dimension range (>= 2): drop a trailing batch of one
     usable = len(train) - (len(train) % train_config.batch_size == 1)
     Trainer(prepared, train.subset(usable), None, train_config).fit()
-    return torchao_int8.convert_qat(prepared)
+    return prepared
 
 
 def calibration_images(data: Any, limit: int | None = None) -> torch.Tensor:

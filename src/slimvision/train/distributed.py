@@ -12,9 +12,10 @@ shards with `shard` and averages gradients by hand with `GradientAverager`.
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -65,55 +66,121 @@ def shard(dataset: ImageDataset) -> ImageDataset:
     return IndexedSubset(dataset, range(rank(), len(dataset), world_size()))
 
 
-class GlobalBatchNorm(nn.BatchNorm2d):
-    """BatchNorm whose training statistics cover the global batch (all ranks); for CPU, where torch's SyncBatchNorm has no kernels.
+def _spans_ranks(training: bool) -> bool:
+    return training and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _batch_norm_over_ranks(
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None, momentum: float, eps: float,
+) -> torch.Tensor:
+    """Training-mode batch norm whose statistics cover every rank's batch; updates the running statistics in place.
 
     Per-channel sums and squared sums are summed across ranks with torch's differentiable
     all_reduce, so gradients flow through the shared statistics as they would in one process.
     """
+    from torch.distributed.nn.functional import all_reduce
+
+    dims = [d for d in range(x.dim()) if d != 1]
+    count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+    stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+    channels = x.shape[1]
+    total = stats[-1]
+    mean = stats[:channels] / total
+    var = (stats[channels : 2 * channels] / total - mean * mean).clamp_min(0.0)
+    if running_mean is not None and running_var is not None:
+        with torch.no_grad():
+            unbiased = var * total / (total - 1).clamp_min(1.0)
+            running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+            running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
+    shape = [1, channels] + [1] * (x.dim() - 2)
+    out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+    if weight is not None:
+        out = out * weight.view(shape)
+    if bias is not None:
+        out = out + bias.view(shape)
+    return out
+
+
+class GlobalBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose training statistics cover the global batch (all ranks); for CPU, where torch's SyncBatchNorm has no kernels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+        if not _spans_ranks(self.training):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
-        dims = [d for d in range(x.dim()) if d != 1]
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-        channels = x.shape[1]
-        total = stats[-1]
-        mean = stats[:channels] / total
-        var = (stats[channels : 2 * channels] / total - mean * mean).clamp_min(0.0)
+        momentum = self.momentum
         if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                unbiased = var * total / (total - 1).clamp_min(1.0)
-                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
-                self.running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+            self.num_batches_tracked += 1
+            if momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        return _batch_norm_over_ranks(x, self.weight, self.bias, *running, momentum or 0.0, self.eps)
+
+
+def graph_batch_norm_over_ranks(x, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled):
+    """aten.batch_norm with the statistics of the global batch in training (stands in for it in exported graphs)."""
+    if not _spans_ranks(training):
+        return torch.ops.aten.batch_norm.default(x, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled)
+    return _batch_norm_over_ranks(x, weight, bias, running_mean, running_var, momentum, eps)
+
+
+def observe_global_range(fake_quantize: nn.Module, forward: Callable, x: torch.Tensor) -> torch.Tensor:
+    """A fused per-tensor observer + fake-quantizer (PT2E QAT) whose observed range is the global batch's.
+
+    Each rank's batch minimum and maximum are reduced across ranks and observed as if one process
+    had seen the whole batch (the moving average then matches it exactly); the local batch is then
+    fake-quantized with the scale that observation gives. `forward` is the module's own forward.
+    """
+    module = fake_quantize
+    if module.is_per_channel or not (_spans_ranks(True) and bool(module.observer_enabled[0])):
+        return forward(x)
+    low, high = torch.aminmax(x.detach())
+    extremes = torch.stack([low, -high])
+    dist.all_reduce(extremes, op=dist.ReduceOp.MIN)
+    off = torch.zeros_like(module.fake_quant_enabled)
+    observer = module.activation_post_process
+    fixed = (observer.min_val, observer.max_val, module.scale, module.zero_point, observer.averaging_constant,
+             observer.quant_min, observer.quant_max, module.ch_axis, module.is_per_channel, module.is_symmetric_quant)
+    torch.fused_moving_avg_obs_fake_quant(torch.stack([extremes[0], -extremes[1]]), module.observer_enabled, off, *fixed)
+    return torch.fused_moving_avg_obs_fake_quant(x, off, module.fake_quant_enabled, *fixed)
 
 
 @contextmanager
 def global_batch_norm(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """While the block runs, the model's BatchNorm layers normalise over the global batch (CPU); restored after.
+    """While the block runs, the model's batch statistics cover the global batch (CPU); restored after.
 
-    On CUDA torch's own SyncBatchNorm is the tool; this covers gloo on CPU. The layers keep their
-    parameters and buffers (only their class changes), so checkpoints and artifacts are unchanged.
+    BatchNorm layers become GlobalBatchNorm; in an exported graph (PT2E QAT) the aten.batch_norm
+    calls are redirected to graph_batch_norm_over_ranks and the per-tensor activation observers
+    observe the global batch's range, so N processes compute what one process would. On CUDA
+    torch's own SyncBatchNorm is the tool for plain modules; this covers gloo on CPU. Parameters
+    and buffers are kept (only classes and graph call targets change), so checkpoints and artifacts
+    are unchanged.
     """
-    swapped = [m for m in model.modules() if type(m) in (nn.BatchNorm1d, nn.BatchNorm2d)] if enabled else []
+    modules = list(model.modules()) if enabled else []
+    swapped = [m for m in modules if type(m) in (nn.BatchNorm1d, nn.BatchNorm2d)]
+    observers = [m for m in modules if type(m).__name__ == "FusedMovingAvgObsFakeQuantize" and "forward" not in m.__dict__]
     originals = [type(m) for m in swapped]
+    graphs = [m for m in modules if isinstance(m, torch.fx.GraphModule)]
+    redirected = [(g, n) for g in graphs for n in g.graph.nodes if n.op == "call_function" and n.target is torch.ops.aten.batch_norm.default]
     for module in swapped:
         module.__class__ = GlobalBatchNorm
+    for module in observers:
+        module.forward = functools.partial(observe_global_range, module, module.forward)
+    for _, node in redirected:
+        node.target = graph_batch_norm_over_ranks
+    for graph in {id(g): g for g, _ in redirected}.values():
+        graph.recompile()
     try:
         yield
     finally:
         for module, cls in zip(swapped, originals):
             module.__class__ = cls
+        for module in observers:
+            del module.forward  # the class's forward again
+        for _, node in redirected:
+            node.target = torch.ops.aten.batch_norm.default
+        for graph in {id(g): g for g, _ in redirected}.values():
+            graph.recompile()
 
 
 class GradientAverager(Callback):

@@ -35,6 +35,7 @@ from slimvision.train.callbacks import Callback
 from slimvision.train.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, set_rng_state
 from slimvision.train.config import TrainConfig
 from slimvision.train.distributed import global_batch_norm
+from slimvision.train.recompute import activation_checkpointing
 from slimvision.train.ema import ModelEMA
 
 # loss_fn(model, inputs, targets) -> (loss, logits)
@@ -154,7 +155,8 @@ class Trainer:
             seed_everything(cfg.seed)
         self._emit("on_train_begin")
         sync_bn = global_batch_norm(self.model, enabled=self.world_size > 1 and cfg.sync_bn)
-        with sync_bn, self._progress() as progress:
+        recompute = activation_checkpointing(self.model, enabled=cfg.checkpoint_activations)
+        with sync_bn, recompute, self._progress() as progress:
             task = progress.add_task("train", total=self.total_steps, completed=self.step)
             while self.epoch < cfg.epochs:
                 metrics = self._train_epoch(progress, task)
