@@ -112,7 +112,8 @@ def interleaved_latency_ms(
         data = rng.standard_normal((batch, *input_size), dtype=np.float32)
         medians: list[list[float]] = [[] for _ in runtimes]
         for runtime in runtimes:
-            time_callable(lambda: runtime.run(data), warmup, 1)
+            for _ in range(warmup):
+                runtime.run(data)
         for round_index in range(rounds):
             shift = round_index % len(runtimes)
             for index in list(range(len(runtimes)))[shift:] + list(range(len(runtimes)))[:shift]:
