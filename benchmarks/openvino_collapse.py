@@ -3,6 +3,7 @@
 Two steps, because NNCF lives in its own environment (it is a peer, not a dependency):
 
     python benchmarks/openvino_collapse.py prepare --model runs/r20 --work /tmp/oc          # fp32/int8 ONNX + calibration .npy
+    (or --model resnet56 --weights ckpt/model.safetensors --data digits --image-size 32)
     /path/to/nncf-venv/bin/python benchmarks/openvino_collapse.py nncf --work /tmp/oc       # NNCF PTQ -> /tmp/oc/nncf.xml
     python benchmarks/openvino_collapse.py measure --work /tmp/oc --out benchmarks/results/openvino_collapse_r20
 """
@@ -26,8 +27,11 @@ def prepare(args) -> None:
     from slimvision.quant.export import export_onnx
     from slimvision.quant.onnx_int8 import quantize_static_qdq
 
-    train, _, test = load_splits(source_meta(args.model).get("data"), None, None, None)
-    model, _, _ = resolve_model(args.model, num_classes=train.spec.num_classes, in_chans=train.spec.in_chans)
+    from slimvision.models.sources import ModelSource
+
+    source = ModelSource(args.model, weights=args.weights) if args.weights else args.model
+    train, _, test = load_splits(source_meta(source).get("data"), args.data, args.image_size, None)
+    model, _, _ = resolve_model(source, num_classes=train.spec.num_classes, in_chans=train.spec.in_chans)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     fp32 = export_onnx(model.eval(), tuple(test.images.shape[1:]), work / "fp32.onnx")
@@ -35,7 +39,7 @@ def prepare(args) -> None:
     np.save(work / "calib.npy", train.images[:256].numpy())
     np.save(work / "test_x.npy", test.images.numpy())
     np.save(work / "test_y.npy", test.labels.numpy())
-    (work / "model.txt").write_text(str(args.model))
+    (work / "model.txt").write_text(str(args.model) + (f" (weights {args.weights})" if args.weights else ""))
 
 
 def nncf_quantize(args) -> None:
@@ -122,6 +126,9 @@ def main() -> None:
     p = sub.add_parser("prepare")
     p.add_argument("--model", required=True)
     p.add_argument("--work", required=True)
+    p.add_argument("--weights", help="weights for a model builder (e.g. a training checkpoint's model.safetensors)")
+    p.add_argument("--data", help="dataset, when --model is a builder")
+    p.add_argument("--image-size", type=int)
     n = sub.add_parser("nncf")
     n.add_argument("--work", required=True)
     m = sub.add_parser("measure")

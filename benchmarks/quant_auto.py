@@ -47,6 +47,7 @@ def main() -> None:
             f"## batch {run['batch_size']}: chose {s['deployment']} in {run['wall_seconds']:.1f} s "
             f"(export {run['conditions']['seconds']['export']:.1f} s, quantize + calibrate {run['conditions']['seconds']['quantize_and_calibrate']:.1f} s, "
             f"selection {s['selection_seconds']:.1f} s)", "",
+            "Selection time by phase: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in s.get("selection_phases_seconds", {}).items()) + ".", "",
             f"fp32 top-1 {s['accuracy_fp32']:.4f}; chosen top-1 {s['accuracy']:.4f}; speed-up vs the fastest fp32: "
             + (f"{s['speedup_vs_fastest_fp32']:.2f}x ({s['speedup_basis']})" if s["speedup_vs_fastest_fp32"] else s["speedup_basis"]), "",
             f"Timing: {run['conditions']['latency']}.", "",

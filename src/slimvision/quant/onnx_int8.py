@@ -22,6 +22,7 @@ import torch
 
 from slimvision.errors import ConfigError
 from slimvision.io import atomic_write_bytes
+from slimvision.quant import placement
 from slimvision.quant.export import INPUT_NAME
 
 # Layers with weights: what sensitivity analysis ranks and --keep-float keeps in float.
@@ -80,11 +81,17 @@ def quantize_static_qdq(
     exclude: Sequence[str] = (),
     flow_ops: Sequence[str] = FLOW_OPS,
     keep_activations: bool = False,
+    pattern_aware: bool = True,
+    decisions: list | None = None,
+    per_channel: bool = True,
 ) -> Path:
     """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically.
 
     `exclude` names layers to keep in float; `flow_ops` are the op types quantized besides the layers
-    with weights (pass () to quantize those layers alone).
+    with weights (pass () to quantize those layers alone). `pattern_aware` keeps float what
+    `slimvision.quant.placement` says should be (attention's float parts, squeeze-excitation convs);
+    the placement decisions are appended to `decisions` when a list is given. `per_channel=False`
+    (one weight scale per tensor) exists for comparison; per-channel is what the runtimes' kernels expect.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
@@ -94,12 +101,22 @@ def quantize_static_qdq(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         target = Path(tmp) / "int8.onnx"
-        excluded = _with_float_inputs(onnx.load(str(prepared)), exclude) if flow_ops else list(exclude)
+        prepared_model = onnx.load(str(prepared))
+        if pattern_aware:
+            plan = placement.plan_placement(prepared_model)
+            exclude = sorted(set(exclude) | set(placement.float_nodes(plan)))
+            if decisions is not None:
+                decisions.extend(plan)
+        excluded = _with_float_inputs(prepared_model, exclude) if flow_ops else list(exclude)
         quantize_static(
-            str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),
             nodes_to_exclude=excluded or None, op_types_to_quantize=[*QUANTIZABLE_OPS, *flow_ops],
-            extra_options={"CalibMovingAverage": False, "QDQKeepRemovableActivations": keep_activations},
+            extra_options={
+                "CalibMovingAverage": False, "QDQKeepRemovableActivations": keep_activations,
+                # a MatMul's output feeds a bias Add, Softmax or the residual stream, all kept float: no Q/DQ there
+                "OpTypesToExcludeOutputQuantization": list(placement.FLOAT_OUTPUT_OPS) if pattern_aware else [],
+            },
         )
         atomic_write_bytes(out_path, target.read_bytes())
     return Path(out_path)

@@ -23,10 +23,11 @@ from slimvision.errors import ArtifactError, ConfigError, SlimvisionError
 from slimvision.io import atomic_directory, atomic_write_bytes, atomic_write_json, environment_record, read_json, resolve_model, source_meta
 from slimvision.measure import pinned_threads
 from slimvision.models.sources import ModelSource
+from slimvision.quant import placement
 from slimvision.quant.config import QuantConfig
 from slimvision.quant.export import export_onnx
 from slimvision.quant.onnx_int8 import layer_sensitivity, quantize_dynamic_int8, quantize_static_qdq
-from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, Runtime, TorchRuntime, runtime_latency_ms, runtime_predictions
+from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, Runtime, TorchRuntime, interleaved_latency_ms, runtime_latency_ms, runtime_predictions
 from slimvision.quant.select import ACCURACY_SLACK, Candidate, SelectionConfig, select_deployment
 
 QUANT_FORMAT = "slimvision-quantized"
@@ -46,26 +47,33 @@ class Row:
     size_bytes: int | None = None
 
 
-def _measure(runtime: Runtime, precision: str, test: TensorImageDataset, reference: np.ndarray, input_size, repeats: int, size: int | None) -> Row:
+def _measure(runtime: Runtime, precision: str, test: TensorImageDataset, reference: np.ndarray, size: int | None, timed: list) -> Row:
+    """The row's accuracy and agreement; its latency is filled in by `_time_rows` with every other row's, interleaved."""
     predictions = runtime_predictions(runtime, test.images)
-    return Row(
-        runtime.label, precision, float((predictions == test.labels.numpy()).mean()), float((predictions == reference).mean()),
-        runtime_latency_ms(runtime, input_size, repeats=repeats), size,
-    )
+    row = Row(runtime.label, precision, float((predictions == test.labels.numpy()).mean()), float((predictions == reference).mean()), {}, size)
+    timed.append((row, runtime))
+    return row
 
 
-def _onnx_rows(backend: str, fp32: Path, int8: Path, config: QuantConfig, test, reference, input_size) -> tuple[Row, Row, list[Row]]:
+def _time_rows(timed: list, input_size, repeats: int) -> None:
+    """Fill every row's latency at batch 1 and 32, all runtimes timed in the same interleaved rounds."""
+    latencies = interleaved_latency_ms([runtime for _, runtime in timed], input_size, repeats=repeats)
+    for (row, _), latency in zip(timed, latencies):
+        row.latency_ms = latency
+
+
+def _onnx_rows(backend: str, fp32: Path, int8: Path, config: QuantConfig, test, reference, timed: list) -> tuple[Row, Row, list[Row]]:
     """(fp32 row, int8 row, extra rows) for onnxruntime or openvino on the given files."""
     size_fp32, size_int8 = fp32.stat().st_size, int8.stat().st_size
     if backend == "onnxruntime":
-        base = _measure(OrtRuntime(fp32, config.threads, "onnxruntime"), "fp32", test, reference, input_size, config.repeats, size_fp32)
-        quant = _measure(OrtRuntime(int8, config.threads, "onnxruntime"), "int8", test, reference, input_size, config.repeats, size_int8)
+        base = _measure(OrtRuntime(fp32, config.threads, "onnxruntime"), "fp32", test, reference, size_fp32, timed)
+        quant = _measure(OrtRuntime(int8, config.threads, "onnxruntime"), "int8", test, reference, size_int8, timed)
         return base, quant, []
-    base = _measure(OpenVinoRuntime(fp32, config.threads, "f32", "openvino"), "fp32 (f32 hint)", test, reference, input_size, config.repeats, size_fp32)
-    quant = _measure(OpenVinoRuntime(int8, config.threads, "f32", "openvino"), "int8 (same QDQ file)", test, reference, input_size, config.repeats, size_int8)
+    base = _measure(OpenVinoRuntime(fp32, config.threads, "f32", "openvino"), "fp32 (f32 hint)", test, reference, size_fp32, timed)
+    quant = _measure(OpenVinoRuntime(int8, config.threads, "f32", "openvino"), "int8 (same QDQ file)", test, reference, size_int8, timed)
     extra = []
     if "BF16" in _openvino_capabilities():
-        extra.append(_measure(OpenVinoRuntime(fp32, config.threads, "bf16", "openvino"), "bf16 (default on this CPU)", test, reference, input_size, config.repeats, size_fp32))
+        extra.append(_measure(OpenVinoRuntime(fp32, config.threads, "bf16", "openvino"), "bf16 (default on this CPU)", test, reference, size_fp32, timed))
     return base, quant, extra
 
 
@@ -92,13 +100,13 @@ def _torchao_convert(model, calibration, images: torch.Tensor, config: QuantConf
     return torchao_int8.ptq_pt2e(model, images[:32], calib)
 
 
-def _torchao_rows(model, converted, example: torch.Tensor, config: QuantConfig, test, reference, input_size) -> tuple[Row, Row]:
+def _torchao_rows(model, converted, example: torch.Tensor, test, reference, timed: list) -> tuple[Row, Row]:
     from slimvision.quant import torchao_int8
 
     compiled_int8 = torchao_int8.compile_frozen(converted, example)
     compiled_fp32 = torchao_int8.compile_frozen(model.eval(), example)
-    base = _measure(TorchRuntime(compiled_fp32, "torch.compile (inductor)"), "fp32", test, reference, input_size, config.repeats, None)
-    quant = _measure(TorchRuntime(compiled_int8, "torchao pt2e + inductor"), "int8", test, reference, input_size, config.repeats, None)
+    base = _measure(TorchRuntime(compiled_fp32, "torch.compile (inductor)"), "fp32", test, reference, None, timed)
+    quant = _measure(TorchRuntime(compiled_int8, "torchao pt2e + inductor"), "int8", test, reference, None, timed)
     return base, quant
 
 
@@ -231,6 +239,7 @@ def quantize(
         backends = _auto_backends(config) if config.backend == "auto" else [config.backend]
         int8_onnx = None
         kept_float: list[str] = []
+        placement_decisions: list = []
         if config.mode != "qat" and any(b in ("onnxruntime", "openvino") for b in backends):
             int8_onnx = tmp / "int8.onnx"
             if config.mode == "dynamic":
@@ -242,12 +251,14 @@ def quantize(
 
                     ranking = layer_sensitivity(fp32_path, calib_images, accuracy_of, config.calib_method)
                     kept_float = [name for name, _ in ranking[: config.keep_float]]
-                quantize_static_qdq(fp32_path, int8_onnx, calib_images, config.calib_method, exclude=kept_float)
+                quantize_static_qdq(fp32_path, int8_onnx, calib_images, config.calib_method, exclude=kept_float, decisions=placement_decisions)
         usable = [b for b in backends if (b == "torchao" and config.mode != "dynamic") or (b != "torchao" and config.mode != "qat")]
         if not usable:
             raise ConfigError(f"mode {config.mode!r} is not available on backend {config.backend!r}")
         converted = _torchao_convert(model, calibration, images, config) if "torchao" in usable else None
         summary: dict[str, Any] = {"backend": usable[0], "mode": config.mode, "size_bytes_fp32": fp32_path.stat().st_size, "size_bytes_int8": None, "kept_float": kept_float}
+        if placement_decisions:
+            summary["qdq_placement"] = placement.summary(placement_decisions)
         conditions: dict[str, Any] = {"threads": threads, "calibration": f"{config.calib_method} on the first {config.calib_samples} calibration images"}
         conditions["seconds"] = {"export": exported - started, "quantize_and_calibrate": time.perf_counter() - exported}
         if config.backend == "auto":
@@ -291,13 +302,15 @@ def _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, 
 def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
     """(summary, conditions) naming the fastest accurate deployment, fp32 or INT8, with every candidate's verdict."""
     start = time.perf_counter()
-    reference = runtime_predictions(TorchRuntime(model, "torch eager"), test.images)
+    # The fp32 reference runs on onnxruntime: export_onnx has checked that file against PyTorch (max abs
+    # difference < 1e-3), and on a loaded 2-core machine PyTorch eager took 78 of auto's 129 s on resnet20.
+    reference = runtime_predictions(OrtRuntime(fp32_path, config.threads, "onnxruntime"), test.images)
+    phases = {"reference_s": time.perf_counter() - start}
     selection = SelectionConfig(batch_size=config.batch_size)
     winner, verdicts, _ = select_deployment(
         _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, config),
-        # predictions at the timed batch size: OpenVINO compiles one static shape per batch size
-        lambda runtime: runtime_predictions(runtime, test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
-        tuple(example.shape[1:]), selection,
+        _auto_predictor(test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
+        tuple(example.shape[1:]), selection, phases=phases,
     )
     if winner is None:
         reasons = "; ".join(f"{v.name}: {v.reason}" for v in verdicts)
@@ -321,18 +334,34 @@ def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, 
         "accepted_backends": sorted({v.name for v in verdicts if v.status not in ("inaccurate", "failed")}),
         "within_accuracy_limit": True,
         "selection_seconds": time.perf_counter() - start,
+        "selection_phases_seconds": phases,  # PyTorch reference predictions, build, screening, accuracy, rounds
     }
     conditions = {
         **conditions,
         "latency": (
             f"batch {config.batch_size}, random inputs of {list(example.shape[1:])}, same process: {selection.screen_rounds} interleaved screening passes "
-            f"(fastest kept) drop candidates over {selection.prune_ratio}x the fastest accurate one, then {selection.rounds} interleaved rounds of "
+            f"(fastest kept) drop candidates over {selection.prune_ratio}x the fastest accurate one, then {selection.min_rounds}-{selection.rounds} interleaved rounds "
+            f"(early stop once the fastest won every round against every other) of "
             f"at least {selection.repeats} calls, median of medians; "
             f"INT8 must beat the fastest fp32 by {100 * selection.min_gain:.0f}%"
         ),
-        "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images); limit {config.accuracy_limit} below PyTorch fp32",
+        "accuracy": (
+            f"top-1 on the {test.spec.name} test split ({len(test)} images); limit {config.accuracy_limit} below fp32 "
+            "(the fp32 ONNX export on onnxruntime, checked against PyTorch at export)"
+        ),
     }
     return summary, conditions
+
+
+def _auto_predictor(images: torch.Tensor, batch_size: int):
+    """Predictions for `auto`'s accuracy check: OpenVINO at the timed batch size (one static shape per batch
+    size is compiled, and the deployed shape is the one checked); the other engines, whose result does not
+    depend on the batch size, in batches of at least 64 (at batch 1, 360 single calls took a minute under load)."""
+
+    def predict(runtime: Runtime) -> np.ndarray:
+        return runtime_predictions(runtime, images, batch_size if isinstance(runtime, OpenVinoRuntime) else max(batch_size, 64))
+
+    return predict
 
 
 def _speedup_vs_fastest_fp32(winner, verdicts) -> tuple[float | None, str]:
@@ -355,16 +384,18 @@ def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example,
     input_size = tuple(example.shape[1:])
     eager = TorchRuntime(model, "torch eager")
     reference = runtime_predictions(eager, test.images)
-    eager_row = _measure(eager, "fp32", test, reference, input_size, config.repeats, None)
+    timed: list = []
+    eager_row = _measure(eager, "fp32", test, reference, None, timed)
     candidates: dict[str, tuple[Row, Row]] = {}
     extra_rows: list[Row] = []
     for backend in backends:
         if backend == "torchao":
-            candidates[backend] = _torchao_rows(model, converted, example, config, test, reference, input_size)
+            candidates[backend] = _torchao_rows(model, converted, example, test, reference, timed)
         else:
-            base, quant, extra = _onnx_rows(backend, fp32_path, int8_onnx, config, test, reference, input_size)
+            base, quant, extra = _onnx_rows(backend, fp32_path, int8_onnx, config, test, reference, timed)
             candidates[backend] = (base, quant)
             extra_rows += extra
+    _time_rows(timed, input_size, config.repeats)
     accuracy_fp32 = eager_row.accuracy
     acceptable = {b: c for b, c in candidates.items() if accuracy_fp32 - c[1].accuracy <= config.accuracy_limit + ACCURACY_SLACK}
     pool = acceptable or candidates
@@ -387,7 +418,10 @@ def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example,
     }
     conditions = {
         **conditions,
-        "latency": f"median of {config.repeats} runs after 5 warm-up, random inputs of {list(input_size)}, batch 1 and 32, same process",
+        "latency": (
+            f"every runtime timed in the same 5 interleaved rounds (order rotated) of {max(1, config.repeats // 5)} runs after 5 warm-up, "
+            f"median of the round medians; random inputs of {list(input_size)}, batch 1 and 32, same process"
+        ),
         "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images)",
         "speedup": "vs the same runtime's fp32 model (torchao: vs torch.compile fp32); speedup_vs_torch_eager_bs32 vs PyTorch eager fp32",
     }

@@ -111,6 +111,32 @@ def runtime_latency_ms(runtime: Runtime, input_size: tuple[int, ...], batch_size
     return result
 
 
+def interleaved_latency_ms(
+    runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5
+) -> list[dict[str, float]]:
+    """Latency per batch size of every runtime, timed in interleaved rounds (order rotated each round); median of the round medians.
+
+    Timing one runtime after the other lets a burst of load on a shared machine land on one of them
+    only; rounds spread it over all of them, so the ratios between runtimes hold.
+    """
+    rng = np.random.default_rng(0)
+    per_round = max(1, repeats // rounds)
+    results: list[dict[str, float]] = [{} for _ in runtimes]
+    for batch in batch_sizes:
+        data = rng.standard_normal((batch, *input_size), dtype=np.float32)
+        medians: list[list[float]] = [[] for _ in runtimes]
+        for runtime in runtimes:
+            for _ in range(warmup):
+                runtime.run(data)
+        for round_index in range(rounds):
+            shift = round_index % len(runtimes)
+            for index in list(range(len(runtimes)))[shift:] + list(range(len(runtimes)))[:shift]:
+                medians[index].append(time_callable(lambda: runtimes[index].run(data), 0, per_round)[0])
+        for index, values in enumerate(medians):
+            results[index][str(batch)] = float(np.median(values))
+    return results
+
+
 def runtime_predictions(runtime: Runtime, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Top-1 class per image, in batches of `batch_size` (a short last batch is zero-padded, so static-shape engines compile one shape)."""
     preds = []

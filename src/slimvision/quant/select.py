@@ -2,10 +2,11 @@
 
 Timing is in the same process. A short interleaved screening round times every candidate; going from the
 fastest, the first candidate within the accuracy limit of PyTorch fp32 (on the evaluation set) sets
-the bar, anything clearly slower than it (its fastest pass over `prune_ratio` x the bar's slowest)
+the bar, anything clearly slower than it (its fastest pass over `prune_ratio` x the bar's median pass)
 is dropped without spending an accuracy evaluation, and a
 candidate above the accuracy limit is out however fast it is. The rest run interleaved rounds
-(order rotated each round) whose median of medians decides. INT8 must beat the fastest fp32
+(order rotated each round) whose median of medians decides; after `min_rounds` they stop early when the
+fastest candidate won every round against every other. INT8 must beat the fastest fp32
 candidate by `min_gain` to win: on a tie the exact model is the better deployment. Every candidate
 gets a verdict saying why it won or lost.
 """
@@ -67,6 +68,7 @@ class SelectionConfig:
     screen_ms: float = 100.0  # and at least this much timed work over the passes, so sub-millisecond models get enough calls
     prune_ratio: float = 1.5  # screened out when this much slower than the best accurate candidate
     rounds: int = 5
+    min_rounds: int = 3  # stop after this many rounds once every round of the fastest beat every round of the others
     repeats: int = 5  # timed calls per candidate per round (at least)
     round_ms: float = 50.0  # and at least this much timed work per candidate per round
     warmup: int = 2
@@ -94,9 +96,15 @@ def select_deployment(
     input_size: tuple[int, ...],
     config: SelectionConfig | None = None,
     timer: Callable[[Runtime, np.ndarray, int, int, float], float] = time_runtime_ms,
+    phases: dict[str, float] | None = None,
 ) -> tuple[Verdict | None, list[Verdict], dict[str, Runtime]]:
-    """(winner or None, a verdict per candidate, the built runtimes by name); `reference` is PyTorch fp32's predictions."""
+    """(winner or None, a verdict per candidate, the built runtimes by name); `reference` is PyTorch fp32's predictions.
+
+    `phases`, when given, receives the seconds spent building, screening, scoring accuracy and in the rounds.
+    """
     config = config or SelectionConfig()
+    phases = phases if phases is not None else {}
+    clock = time.perf_counter()
     reference_accuracy = float((reference == labels).mean())
     verdicts = {c.name: Verdict(c.name, c.backend, c.precision) for c in candidates}
     runtimes: dict[str, Runtime] = {}
@@ -113,6 +121,7 @@ def select_deployment(
             verdict.status, verdict.reason = FAILED, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             continue
         verdict.build_s = time.perf_counter() - start
+    phases["build_s"], clock = time.perf_counter() - clock, time.perf_counter()
     # Screening is interleaved too, and keeps each candidate's fastest pass: on a loaded machine noise only
     # adds time, so one unlucky burst must not prune a candidate (or make another look fast).
     screens: dict[str, list[float]] = {name: [] for name in runtimes}
@@ -122,18 +131,21 @@ def select_deployment(
     for name, values in screens.items():
         verdicts[name].screen_ms = min(values)
         verdicts[name].screen_passes_ms = values
+    phases["screen_s"], clock = time.perf_counter() - clock, time.perf_counter()
     # Fastest first: the first accurate candidate sets the bar, and anything clearly slower than it is
     # dropped without spending an accuracy evaluation on it.
     alive: list[str] = []
     for name in sorted(runtimes, key=lambda n: verdicts[n].screen_ms):
         verdict = verdicts[name]
-        # "clearly slower": even its fastest pass is prune_ratio x the bar's slowest pass, so under heavy
-        # load (passes far apart) little is pruned and the interleaved rounds decide
+        # "clearly slower": even its fastest pass is prune_ratio x the bar's median pass. Noise only adds
+        # time, so the median is never below the bar's true time, and one pass caught in a burst of other
+        # load (at batch 1 under load: 0.25, 38.6, 0.25 ms) no longer shields candidates 16x slower
         bar = verdicts[alive[0]] if alive else None
-        if bar and verdict.screen_ms > config.prune_ratio * max(bar.screen_passes_ms):
+        bar_ms = float(np.median(bar.screen_passes_ms)) if bar else 0.0
+        if bar and verdict.screen_ms > config.prune_ratio * bar_ms:
             verdict.status, verdict.latency_ms = PRUNED, verdict.screen_ms
-            verdict.reason = (f"screening round: fastest pass {verdict.screen_ms:.2f} ms, {verdict.screen_ms / max(bar.screen_passes_ms):.2f}x "
-                              f"{bar.name}'s slowest ({max(bar.screen_passes_ms):.2f} ms) > {config.prune_ratio}x")
+            verdict.reason = (f"screening round: fastest pass {verdict.screen_ms:.2f} ms, {verdict.screen_ms / bar_ms:.2f}x "
+                              f"{bar.name}'s median pass ({bar_ms:.2f} ms) > {config.prune_ratio}x")
             continue
         predictions = predict(runtimes[name])
         verdict.accuracy = float((predictions == labels).mean())
@@ -144,6 +156,7 @@ def select_deployment(
             verdict.reason = f"top-1 {verdict.accuracy:.4f} is {100 * drop:.1f} points below fp32 {reference_accuracy:.4f} (limit {100 * accuracy_limit:.1f})"
             continue
         alive.append(name)
+    phases["accuracy_s"], clock = time.perf_counter() - clock, time.perf_counter()
     if not alive:
         return None, list(verdicts.values()), runtimes
     for round_index in range(config.rounds):
@@ -151,6 +164,9 @@ def select_deployment(
         order = alive[round_index % len(alive):] + alive[: round_index % len(alive)]
         for name in order:
             verdicts[name].round_ms.append(timer(runtimes[name], batch, 1, config.repeats, config.round_ms))
+        if round_index + 1 >= config.min_rounds and _separated(alive, verdicts):
+            break
+    phases["rounds_s"] = time.perf_counter() - clock
     for name in alive:
         verdicts[name].latency_ms = float(np.median(verdicts[name].round_ms))
     winner = _pick(alive, verdicts, config.min_gain)
@@ -167,6 +183,14 @@ def select_deployment(
             if verdict.precision == "int8" and fastest_fp32 == winner and verdict.latency_ms < verdicts[winner].latency_ms:
                 verdict.reason += f": less than {100 * config.min_gain:.0f}% faster than fp32, so the exact model is kept"
     return verdicts[winner], list(verdicts.values()), runtimes
+
+
+def _separated(alive: list[str], verdicts: dict[str, Verdict]) -> bool:
+    """True when the fastest candidate's slowest round beat every other candidate's fastest round: more rounds cannot change the order."""
+    if len(alive) < 2:
+        return True
+    fastest = min(alive, key=lambda n: float(np.median(verdicts[n].round_ms)))
+    return all(max(verdicts[fastest].round_ms) < min(verdicts[n].round_ms) for n in alive if n != fastest)
 
 
 def _pick(alive: list[str], verdicts: dict[str, Verdict], min_gain: float) -> str:
