@@ -144,7 +144,6 @@ def int8_one(key: str, args: argparse.Namespace) -> dict:
     size = args.int8_size
     extra = {"img_size": size} if key in SIZED_BY_INPUT else {}
     train = get_dataset("digits-hard", "train", size)
-    val = get_dataset("digits-hard", "val", size, val_size=500)
     test = get_dataset("digits-hard", "test", size, test_size=args.int8_test)
     seed_everything(0)
     model, _, _ = resolve_model(model_source(key, extra), num_classes=10, in_chans=3)
@@ -288,7 +287,7 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "models_int8.jsonl, the tables show each model's latest row):",
         "",
         "    PYTHONPATH=src nice -n 10 python benchmarks/models.py [--only NAME ...] [--batches 1 32] [--rounds R --repeats N]",
-        "    PYTHONPATH=src nice -n 10 python benchmarks/models.py --int8 [--only NAME ...] [--int8-size 64 --int8-epochs 3 --int8-steps 60]",
+        "    PYTHONPATH=src nice -n 10 python benchmarks/models.py --int8 --int8-size 32 --int8-epochs 2 --int8-steps 50 --int8-test 500 --int8-repeats 10 [--only NAME ...]",
         "",
         "Every model is taken through a public model source, as a user names it for `--model` (`torchvision:NAME`, `timm:NAME`, "
         "or, for the re-parameterisable models, the file builder `benchmarks/reparam_builders.py:timm_fused` with "
@@ -301,7 +300,8 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "pruning criterion l1, uniform, `--macs-ratio 0.5`; latency = median over R interleaved rounds (unpruned, pruned in memory, "
         "reloaded artifact take turns), each round the median of N runs after 1 warm-up. **The machine was shared with other jobs** "
         "(2 cores; the 1-minute load average when each model started is in the `load` column), so absolute times are very noisy and "
-        "latency ratios are indicative only; `-` = not measured in the time available. `source` is `earlier run` for rows measured "
+        "latency ratios are indicative only (at load 15-26 a regnetx_002 batch-1 call took 2.5 s, hundreds of times its "
+        "uncontended time: such ratios measure the scheduler, not the model; the raw medians are in models.jsonl); `-` = not measured in the time available. `source` is `earlier run` for rows measured "
         "before the sweep used the public model sources: the same torchvision/timm builder calls, registered under private zoo names.",
         "",
         "| model | family | source | params | MACs | MACs kept | params kept | runs | reloads | speed-up b1 | speed-up b32 | reloaded/in-memory b1 | rounds x runs | prune time | load | measured |",
@@ -334,8 +334,9 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "",
         "Protocol: training 13 models at 224 px is not affordable on this shared 2-core CPU machine, so each model is trained "
         f"from random init at reduced resolution ({', '.join(f'{s}x{s}' for s in sizes) or '-'} px) on digits-hard (handwritten "
-        "sklearn digits rendered with colour, affine warps, clutter and blur; 20k training images), for a few epochs of at most "
-        "the listed number of AdamW steps (batch 64, lr 1e-3, no augmentation); models whose position embeddings or attention "
+        "sklearn digits rendered with colour, affine warps, clutter and blur; 20k training images) for the listed number of AdamW "
+        "steps of batch 64 (lr 1e-3 with warm-up, cosine decay, no augmentation; 100 steps = 6,400 images, a third of one pass "
+        "over the training set: short training, so fp32 top-1 is listed to show how far each model got); models whose position embeddings or attention "
         "biases are sized for the input (deit, efficientformerv2) are built with `img_size` set to that resolution. Then "
         "`slimvision.quant.quantize(model, train set, QuantConfig(backend=...), evaluation=test set)` is called once per runtime "
         "(static QDQ, MinMax calibration on 128 training images, uint8 activations, int8 per-channel weights; OpenVINO runs "
@@ -359,6 +360,18 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
             f"| {key} | {row['int8_size']} | {row['int8_train_steps']} | {row['train_s']:.0f} | {row['accuracy_fp32']:.3f} | "
             f"{_int8_cells(row, 'onnxruntime')} | {_int8_cells(row, 'openvino')} | {row.get('int8_test', '-')} | {row.get('load', '')} |"
         )
+    public = [r["model"] for r in rows if r.get("source")]
+    earlier = [r["model"] for r in rows if not r.get("source")]
+    measured = [k for k in MODELS_TO_SWEEP if "accuracy_fp32" in by_model.get(k, {})]
+    lines += [
+        "",
+        "## Coverage",
+        "",
+        f"- Pruning rows measured through the public model sources: {len(public)} of {len(MODELS_TO_SWEEP)} ({', '.join(public) or 'none'}); "
+        f"from the earlier run: {', '.join(earlier) or 'none'}; missing: {', '.join(k for k in MODELS_TO_SWEEP if k not in public + earlier) or 'none'}.",
+        f"- INT8 rows: {len(measured)} of {len(MODELS_TO_SWEEP)} ({', '.join(measured) or 'none'}); the others were not measured "
+        "in the time available on the shared machine.",
+    ]
     out = RESULTS / "models.md"
     out.write_text("\n".join(lines) + "\n")
     return out
