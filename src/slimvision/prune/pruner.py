@@ -27,6 +27,11 @@ from slimvision.prune.patterns import (
 from slimvision.prune.shortcut import CUSTOM_PRUNERS
 
 BISECTION_STEPS = 14  # trials at most; interpolation usually needs 3-5
+# A uniform ratio moves every layer at once; when the layers' channel steps coincide (e.g. grouped
+# convs that lose one channel per group, 1/8 of the width at a time) kept MACs jump past the target.
+# Inside a bracket this narrow, layers are then split between its two ratios instead.
+MIXING_BRACKET = 0.02
+MIXING_TOLERANCE = 0.005  # mix only when the best uniform ratio misses the target by more than this
 MAX_REPAIRS = 12  # layers we may keep whole, one per failed trial, before giving up
 
 
@@ -351,6 +356,8 @@ def prune_to_fraction(
     low, high = 0.0, config.max_layer_ratio
     root_low = math.sqrt(_measure(model, input_size, budget) / reference)
     root_high = root_low * (1.0 - high)  # an estimate until `high` is tried
+    # Mixing sets per-layer ratios itself: not with a caller's per-layer ratios or one global ranking.
+    mixing = ratio_dict_fn is None and not config.global_pruning
     under: tuple[float, nn.Module, float] | None = None  # (kept, model, ratio) with kept <= target
     over: tuple[float, nn.Module, float] | None = None
     for _ in range(BISECTION_STEPS):
@@ -363,6 +370,10 @@ def prune_to_fraction(
             high, root_high, under = ratio, math.sqrt(kept), (kept, candidate, ratio)
         if abs(kept - target) < 0.002 or high - low < 1e-4:
             break
+        if mixing and under is not None and over is not None and high - low < MIXING_BRACKET:
+            break
+    if mixing and under is not None and over is not None and min(over[0] - target, target - under[0]) > MIXING_TOLERANCE:
+        under, over = _mix_bracket_ratios(model, example_inputs, criterion, config, target, reference, calib_batches, state, under, over)
     if under is None:
         candidate = attempt(high)
         kept = _measure(candidate, input_size, budget) / reference
@@ -375,6 +386,51 @@ def prune_to_fraction(
         under = (kept, candidate, high)
     best = under if over is None or target - under[0] <= over[0] - target else over
     return best[1], best[2]
+
+
+Trial = tuple[float, nn.Module, float]  # (kept fraction, pruned model, channel ratio)
+
+
+def _mix_bracket_ratios(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    criterion: Criterion,
+    config: PruneConfig,
+    target: float,
+    reference: float,
+    calib_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    state: PruneState,
+    under: Trial,
+    over: Trial,
+) -> tuple[Trial, Trial]:
+    """(under, over) after giving the first k prunable layers the bracket's higher ratio and the rest its lower one.
+
+    Kept MACs only fall as k grows (each group's ratio is one of its layers'), so k is bisected;
+    each step moves one layer's group, far finer than the jump a uniform ratio makes. The ratio
+    reported for a mixed model is the mean over the layers.
+    """
+    low, high = over[2], under[2]
+    input_size = tuple(example_inputs.shape[1:])
+    layers = [name for name, module in model.named_modules() if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))]
+
+    def first_layers_higher(count: int) -> Callable[[nn.Module, float], dict[nn.Module, float]]:
+        def ratio_dict(candidate: nn.Module, ratio: float) -> dict[nn.Module, float]:
+            modules = dict(candidate.named_modules())
+            return {modules[name]: (high if index < count else low) for index, name in enumerate(layers)}
+
+        return ratio_dict
+
+    fewer, more = 0, len(layers)  # layers at the higher ratio: `fewer` keeps more than the target, `more` less
+    while more - fewer > 1 and abs(under[0] - target) >= 0.002 and abs(over[0] - target) >= 0.002:
+        count = (fewer + more) // 2
+        candidate = prune_checked(model, example_inputs, criterion, low, config, state, calib_batches, first_layers_higher(count))
+        kept = _measure(candidate, input_size, config.budget[0]) / reference
+        trial = (kept, candidate, low + (high - low) * count / len(layers))
+        if kept > target:
+            fewer, over = count, trial
+        else:
+            more, under = count, trial
+    return under, over
 
 
 def prune(
