@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -57,6 +57,26 @@ class Cell(nn.Module):
         return nodes[3]
 
 
+def cell_stem(in_chans: int, channels: int) -> nn.Module:
+    """The cell networks' stem: conv3x3 -> BN."""
+    return nn.Sequential(nn.Conv2d(in_chans, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+
+
+def cell_stages(channels: int, cells_at: Callable[[int], list[nn.Module]]) -> tuple[list[nn.Module], int]:
+    """Three stages of `cells_at(width)` joined by width-doubling reductions; returns (layers, final width).
+
+    The stand-alone networks and the supernet share this layout, so a supernet's weights map onto a network by name.
+    """
+    layers: list[nn.Module] = []
+    width = channels
+    for stage in range(3):
+        if stage > 0:
+            layers.append(nn.Sequential(ReLUConvBN(width, width * 2, 3, 2), ReLUConvBN(width * 2, width * 2, 3)))
+            width *= 2
+        layers += cells_at(width)
+    return layers, width
+
+
 class CellNet(nn.Module):
     """stem conv3x3 -> [cell x N -> reduction] x 3 stages -> BN-ReLU-GAP-FC (NAS-Bench-201 macro skeleton).
 
@@ -66,14 +86,8 @@ class CellNet(nn.Module):
 
     def __init__(self, arch: Arch, num_classes: int = 10, in_chans: int = 1, channels: int = 8, cells_per_stage: int = 1):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        width = channels
-        for stage in range(3):
-            if stage > 0:
-                layers.append(nn.Sequential(ReLUConvBN(width, width * 2, 3, 2), ReLUConvBN(width * 2, width * 2, 3)))
-                width *= 2
-            layers += [Cell(arch, width) for _ in range(cells_per_stage)]
+        self.stem = cell_stem(in_chans, channels)
+        layers, width = cell_stages(channels, lambda width: [Cell(arch, width) for _ in range(cells_per_stage)])
         self.cells = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)

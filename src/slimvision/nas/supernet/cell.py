@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from slimvision.nas.space import Arch, SearchSpace
-from slimvision.nas.spaces.cell import EDGE_NAMES, OPS, CellNet, CellSpace, ReLUConvBN, make_op
+from slimvision.nas.spaces.cell import EDGE_NAMES, OPS, CellNet, CellSpace, cell_stages, cell_stem, make_op
 from slimvision.nas.supernet.shared import Supernet
 
 PARAMETER_FREE_OPS = ("none", "skip", "avgpool")
@@ -67,14 +67,8 @@ class CellSupernet(Supernet):
         space = space or CellSpace(channels=channels)
         super().__init__(space)
         self.num_classes, self.in_chans, self.channels = num_classes, in_chans, channels
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        width = channels
-        for stage in range(3):
-            if stage > 0:
-                layers.append(nn.Sequential(ReLUConvBN(width, width * 2, 3, 2), ReLUConvBN(width * 2, width * 2, 3)))
-                width *= 2
-            layers.append(MixedCell(width))
+        self.stem = cell_stem(in_chans, channels)
+        layers, width = cell_stages(channels, lambda width: [MixedCell(width)])
         self.cells = nn.ModuleList(layers)
         self.head = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
