@@ -110,7 +110,7 @@ def measure(args) -> None:
         f"(its own venv, same openvino); {t} threads; top-1 on {len(y)} test images; latency at batch {args.batch_size}: median over {args.rounds} "
         f"interleaved rounds (order rotated) of the median of {args.repeats} runs after 3 warm-up, same process. "
         f"Load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores: the machine was shared, absolute times are inflated.", "",
-        f"Command: `python benchmarks/openvino_collapse.py measure --work {args.work} --out {args.out} --threads {t} --batch-size {args.batch_size} --rounds {args.rounds}`", "",
+        f"Command: `python benchmarks/openvino_collapse.py measure --work {args.work} --out {args.out} --threads {t} --batch-size {args.batch_size} --rounds {args.rounds} --repeats {args.repeats}`", "",
         "| runtime | top-1 | ms (median of rounds) | range over rounds |", "|---|---|---|---|",
     ]
     for name in runtimes:
