@@ -398,8 +398,8 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "100 steps) is at chance and says nothing about agreement; fastvit_t8 and repvit_m0_9 first failed (20:44 UTC) because "
         "the sweep did not pass the 1-channel `in_chans` to the file builder (a user builder gets only the kwargs written for "
         "it); with that fixed they were re-run from 20:53 UTC (digits, 32 px, 85 steps) and their rows above are from that run. "
-        "The same 85 steps took 7-24 s when the machine was quiet (load < 2, 21:27-21:35 UTC) and 480-1456 s at nice 10 under "
-        "load 7-18, so the INT8 speed-ups of the loaded rows are noisy too. Not measured: the torchvision models "
+        "The same 85 steps took 7-24 s when the machine was quiet (load < 2, 21:27-21:35 UTC) and 480-1456 s at nice 10 while the machine was loaded "
+        "(1-minute load 6-18 during those runs; the load column is its value at each start), so their INT8 speed-ups are noisy too. Not measured: the torchvision models "
         "(mobilenet_v2, mobilenet_v3_small, efficientnet_b0, shufflenet_v2_x1_0), whose builders take 3 channels and so "
         "need digits-hard, where a short run stays near chance (resnet18 above).",
     ]
