@@ -292,7 +292,9 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "models_int8.jsonl, the tables show each model's latest row):",
         "",
         "    PYTHONPATH=src nice -n 10 python benchmarks/models.py [--only NAME ...] [--batches 1 32] [--rounds R --repeats N]",
-        "    PYTHONPATH=src nice -n 10 python benchmarks/models.py --int8 --int8-size 32 --int8-epochs 2 --int8-steps 50 --int8-test 500 --int8-repeats 10 [--only NAME ...]",
+        "    PYTHONPATH=src nice -n 10 python benchmarks/models.py --int8 --int8-data digits --int8-size 32 --int8-epochs 5 --int8-repeats 10 [--only NAME ...]",
+        "",
+        "(the resnet18 INT8 row: `--int8 --int8-data digits-hard --int8-size 32 --int8-epochs 2 --int8-steps 50 --int8-test 500 --int8-repeats 10`)",
         "",
         "Every model is taken through a public model source, as a user names it for `--model` (`torchvision:NAME`, `timm:NAME`, "
         "or, for the re-parameterisable models, the file builder `benchmarks/reparam_builders.py:timm_fused` with "
@@ -305,8 +307,11 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "pruning criterion l1, uniform, `--macs-ratio 0.5`; latency = median over R interleaved rounds (unpruned, pruned in memory, "
         "reloaded artifact take turns), each round the median of N runs after 1 warm-up. **The machine was shared with other jobs** "
         "(2 cores; the 1-minute load average when each model started is in the `load` column), so absolute times are very noisy and "
-        "latency ratios are indicative only (at load 15-26 a regnetx_002 batch-1 call took 2.5 s, hundreds of times its "
-        "uncontended time: such ratios measure the scheduler, not the model; the raw medians are in models.jsonl); `-` = not measured in the time available. `source` is `earlier run` for rows measured "
+        "latency ratios are indicative only (in a run at load 15 a regnetx_002 batch-1 call took 2.5 s, in its row here, at "
+        "load 4, 23-50 ms: such ratios measure the scheduler, not the model; the raw medians are in models.jsonl); `-` = not measured in the time available. "
+        "The rows measured 2026-11-28 20:53-21:30 UTC (load 2-9) ran at nice 10 beside other jobs and beside this sweep's own INT8 "
+        "training, batch 1 only (`--rounds 2 --repeats 3 --batches 1`): a resnet18 batch-1 call took 0.6-1.6 s there, so their "
+        "latency ratios (including reloaded/in-memory) are scheduler noise too. `source` is `earlier run` for rows measured "
         "before the sweep used the public model sources: the same torchvision/timm builder calls, registered under private zoo names.",
         "",
         "| model | family | source | params | MACs | MACs kept | params kept | runs | reloads | speed-up b1 | speed-up b32 | reloaded/in-memory b1 | rounds x runs | prune time | load | measured |",
@@ -381,12 +386,22 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "- efficientformerv2_s0 at 224x224 (2026-11-28 19:33-20:26 UTC, load 15-26): torch-pruning had not finished building "
         "its dependency graph for the first trial after 53 minutes (`DependencyGraph.get_all_groups`, in the index mapping of "
         "the flattened attention tokens); the run was stopped. A second attempt at 64x64 (`img_size=64`) was still in the "
-        "same call after 24 minutes (20:27-20:51 UTC) when it was stopped too, so efficientformerv2_s0 has no pruning row: "
-        "whether it reaches 0.50 is not known.",
+        "same call after 24 minutes (20:27-20:51 UTC) when it was stopped too. A third attempt at 224x224 under `timeout 600` "
+        "(21:02-21:12 UTC, load 7-9) was stopped by the timeout; py-spy stack dumps at 3, 5, 7 and 9 minutes were all inside "
+        "torch-pruning's `DependencyGraph.get_all_groups` -> `get_pruning_group` (graph.py:236), in `_FlattenIndexMapping` "
+        "(index_mapping.py:37/42), i.e. still in the first `MetaPruner` construction of the first trial: each channel index of a "
+        "conv feeding a flatten is expanded to one index per token (e.g. root channel 88 -> indices 416, 417, ...) and the "
+        "propagation goes on (`Group.has_pruning_op` compares index lists by order, and the reverse mapping rebuilds them "
+        "through a set, which may explain revisits; not verified). So efficientformerv2_s0 has no pruning row: whether it "
+        "reaches 0.50 is not known.",
         f"- INT8 rows: {len(measured)} of {len(MODELS_TO_SWEEP)} ({', '.join(measured) or 'none'}); resnet18's (digits-hard, "
-        "100 steps) is at chance and says nothing about agreement; fastvit_t8 and repvit_m0_9 failed because the sweep did "
-        "not pass the 1-channel `in_chans` to the file builder (a user builder gets only the kwargs written for it; fixed in "
-        "the script, not re-run); the others were not measured in the time available on the shared machine.",
+        "100 steps) is at chance and says nothing about agreement; fastvit_t8 and repvit_m0_9 first failed (20:44 UTC) because "
+        "the sweep did not pass the 1-channel `in_chans` to the file builder (a user builder gets only the kwargs written for "
+        "it); with that fixed they were re-run from 20:53 UTC (digits, 32 px, 85 steps) and their rows above are from that run. "
+        "The same 85 steps took 7-24 s when the machine was quiet (load < 2, 21:27-21:35 UTC) and 480-1456 s at nice 10 while the machine was loaded "
+        "(1-minute load 6-18 during those runs; the load column is its value at each start), so their INT8 speed-ups are noisy too. Not measured: the torchvision models "
+        "(mobilenet_v2, mobilenet_v3_small, efficientnet_b0, shufflenet_v2_x1_0), whose builders take 3 channels and so "
+        "need digits-hard, where a short run stays near chance (resnet18 above).",
     ]
     out = RESULTS / "models.md"
     out.write_text("\n".join(lines) + "\n")
