@@ -44,6 +44,9 @@ def process_group() -> Iterator[None]:
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         yield
+        # Ranks leave together: a rank that tore its group down while rank 0 was still writing outputs was
+        # seen to abort in gloo's teardown ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
