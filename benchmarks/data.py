@@ -158,20 +158,11 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def _pss_kb(pid: int) -> int:
+def _proc_kb(path: str, key: str) -> int:
+    """The kB value of `key` in a /proc file, or 0 once the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -186,8 +177,8 @@ def run_measured(command: list[str], env: dict) -> tuple[str, dict]:
     def sample() -> None:
         while process.poll() is None:
             pids = _tree(process.pid)
-            peaks["tree_pss_mb"] = max(peaks["tree_pss_mb"], sum(_pss_kb(p) for p in pids) / 1024)
-            peaks["main_rss_mb"] = max(peaks["main_rss_mb"], _hwm_kb(process.pid) / 1024)
+            peaks["tree_pss_mb"] = max(peaks["tree_pss_mb"], sum(_proc_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids) / 1024)
+            peaks["main_rss_mb"] = max(peaks["main_rss_mb"], _proc_kb(f"/proc/{process.pid}/status", "VmHWM:") / 1024)
             peaks["processes"] = max(peaks["processes"], len(pids))
             time.sleep(0.2)
 

@@ -49,6 +49,19 @@ def select(specs, limit=0.01, **config):
     return winner.name if winner else None, {v.name: v for v in verdicts}, built
 
 
+def accurate_named_candidates(latencies):
+    """Candidates for {name: ms}, all fully accurate, whose runtimes carry their name (for per-name timers)."""
+    def maker(name, ms):
+        def make():
+            runtime = FakeRuntime(ms, 1.0)
+            runtime.name = name
+            return runtime
+
+        return make
+
+    return [Candidate(*name.split(), maker(name, ms)) for name, ms in latencies.items()]
+
+
 def test_fastest_accurate_candidate_wins_and_every_other_says_why():
     winner, verdicts, _ = select({"onnxruntime fp32": (10.0, 1.0), "openvino fp32": (9.0, 1.0), "onnxruntime int8": (7.0, 1.0), "openvino int8": (5.0, 0.95)})
     assert winner == "onnxruntime int8"  # openvino int8 is faster but 5 points off
@@ -99,15 +112,7 @@ def test_one_noisy_screening_pass_does_not_prune_a_candidate():
         queue = bursts.get(runtime.name)
         return queue.pop(0) if queue else runtime.ms
 
-    candidates = []
-    for name, ms in {"openvino int8": 2.0, "onnxruntime fp32": 9.0}.items():
-        def make(name=name, ms=ms):
-            runtime = FakeRuntime(ms, 1.0)
-            runtime.name = name
-            return runtime
-
-        candidates.append(Candidate(*name.split(), make))
-    winner, verdicts, _ = select_deployment(candidates, lambda r: r.predictions, LABELS, LABELS, 0.01, (1, 4, 4), timer=noisy_timer)
+    winner, verdicts, _ = select_deployment(accurate_named_candidates({"openvino int8": 2.0, "onnxruntime fp32": 9.0}), lambda r: r.predictions, LABELS, LABELS, 0.01, (1, 4, 4), timer=noisy_timer)
     assert winner.name == "openvino int8"
     assert verdicts[0].screen_ms == 2.0 and verdicts[0].status == "chosen"
 
@@ -119,15 +124,7 @@ def test_a_lucky_fast_screening_pass_of_the_bar_does_not_prune_the_others():
         queue = bursts.get(runtime.name)
         return queue.pop(0) if queue else runtime.ms
 
-    candidates = []
-    for name, ms in {"openvino bf16": 40.0, "openvino int8": 27.0}.items():
-        def make(name=name, ms=ms):
-            runtime = FakeRuntime(ms, 1.0)
-            runtime.name = name
-            return runtime
-
-        candidates.append(Candidate(*name.split(), make))
-    winner, verdicts, _ = select_deployment(candidates, lambda r: r.predictions, LABELS, LABELS, 0.01, (1, 4, 4), timer=noisy_timer)
+    winner, verdicts, _ = select_deployment(accurate_named_candidates({"openvino bf16": 40.0, "openvino int8": 27.0}), lambda r: r.predictions, LABELS, LABELS, 0.01, (1, 4, 4), timer=noisy_timer)
     assert winner.name == "openvino int8" and verdicts[0].status == "slower"
 
 
