@@ -4,7 +4,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from slimvision.data import dataset_from_spec, get_dataset
-from slimvision.data.digits_hard import image_sources, render_digits_hard, source_digits
+from slimvision.data.digits_hard import DigitsHardDataset, image_sources, render_digits_hard, source_digits
+from slimvision.data.loader import SampleView
 from slimvision.errors import DataError
 
 SMALL = {"train_size": 48, "val_size": 24, "test_size": 40}
@@ -93,3 +94,16 @@ def test_class_balance_is_close_to_uniform():
     labels = render_digits_hard(0, "train", range(400))[1].numpy()
     counts = np.bincount(labels, minlength=10)
     assert counts.min() >= 20 and counts.max() <= 65
+
+
+def test_the_training_loader_reads_labels_without_rebuilding_the_split(monkeypatch):
+    # An augmenting loader reads one label per sample; rebuilding the whole split for each one made a 20,000-image
+    # epoch quadratic in the split size.
+    data = get_dataset("digits-hard", "train", **SMALL)
+    calls = []
+    rows = DigitsHardDataset._rows
+    monkeypatch.setattr(DigitsHardDataset, "_rows", lambda self, count: calls.append(count) or rows(self, count))
+    view = SampleView(data, augment=lambda image, seed: image)
+    labels = [int(view[(0, index)][1]) for index in range(len(data))]
+    assert labels == render_digits_hard(0, "train", range(len(data)))[1].tolist()
+    assert calls == []

@@ -213,6 +213,7 @@ class DigitsHardDataset(TensorImageDataset):
     def __init__(self, split: str, size: int, seed: int, image_size: int, spec: DataSpec):
         self.split, self.size, self.seed, self.image_size, self.spec = split, size, seed, image_size, spec
         self._blocks: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._labels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.size
@@ -236,8 +237,10 @@ class DigitsHardDataset(TensorImageDataset):
 
     @property
     def labels(self) -> torch.Tensor:
-        """All labels of the split."""
-        return self._rows(self.size)[1]
+        """All labels of the split (kept: the training loader reads one label per sample)."""
+        if self._labels is None:
+            self._labels = torch.cat([self._block(b)[1] for b in range((self.size + BLOCK - 1) // BLOCK)])
+        return self._labels
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not -self.size <= index < self.size:
