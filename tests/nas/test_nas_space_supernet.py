@@ -56,6 +56,21 @@ def test_bn_recalibration_uses_exact_batch_statistics():
     assert net[1].momentum == 0.1  # restored
 
 
+def test_bn_recalibration_of_the_supernet_itself_matches_its_extracted_subnet():
+    # The shared, sliced BN layers must take the same exact average as a plain BN (momentum None), not freeze.
+    torch.manual_seed(0)
+    supernet = Mbv2Supernet(in_chans=1)
+    arch = SPACE.smallest()
+    supernet.set_active(arch)
+    batches = [torch.randn(4, 1, 32, 32) for _ in range(3)]
+    expected = recalibrate_bn(supernet.extract(arch), batches)
+    recalibrate_bn(supernet, batches)
+    got = supernet.extract(arch)
+    for name, buffer in expected.state_dict().items():
+        if name.endswith(("running_mean", "running_var")):
+            assert torch.allclose(got.state_dict()[name], buffer, atol=1e-5), name
+
+
 def test_sandwich_samples_largest_smallest_and_random():
     archs = SandwichSampler(SPACE, random_subnets=2).sample()
     assert archs[0] == SPACE.largest() and archs[1] == SPACE.smallest() and len(archs) == 4

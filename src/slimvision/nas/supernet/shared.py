@@ -28,9 +28,13 @@ class Supernet(nn.Module):
 
 def sliced_bn(x: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> torch.Tensor:
     """Batch norm over the leading `channels` of a shared BN layer (its statistics update in place)."""
+    momentum = bn.momentum
+    if bn.training and momentum is None:  # cumulative average, as nn.BatchNorm2d does (recalibrate_bn sets this)
+        bn.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(bn.num_batches_tracked)
     return F.batch_norm(
         x, bn.running_mean[:channels], bn.running_var[:channels], bn.weight[:channels], bn.bias[:channels],
-        bn.training, bn.momentum if bn.momentum is not None else 0.0, bn.eps,
+        bn.training, momentum if momentum is not None else 0.0, bn.eps,
     )
 
 
