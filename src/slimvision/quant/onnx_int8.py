@@ -73,6 +73,20 @@ def _with_float_inputs(model: onnx.ModelProto, exclude: Sequence[str]) -> list[s
     return sorted(kept)
 
 
+def _preprocess(fp32_path: str | Path, out_path: Path) -> Path:
+    """onnxruntime's pre-processing (shape inference, graph clean-up) that the quantizer expects, written to `out_path`."""
+    from onnxruntime.quantization import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+    return out_path
+
+
+def prepared_model(fp32_path: str | Path) -> onnx.ModelProto:
+    """The graph the static quantizer works on (node names are the ones `exclude` takes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return onnx.load(str(_preprocess(fp32_path, Path(tmp) / "prepared.onnx")))
+
+
 def quantize_static_qdq(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -96,13 +110,12 @@ def quantize_static_qdq(
     `calibration_cache` (a JSON file) keeps the calibrated ranges: the first call writes it, later calls with
     other `exclude` sets reuse it instead of calibrating again (the ranges do not depend on what is excluded).
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if len(calib_images) == 0:
         raise ConfigError("the calibration set is empty; pass --calib-samples >= 1 with a non-empty dataset")
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        prepared = _preprocess(fp32_path, Path(tmp) / "prepared.onnx")
         target = Path(tmp) / "int8.onnx"
         prepared_model = onnx.load(str(prepared))
         requested = list(exclude)
@@ -156,11 +169,14 @@ def with_float_reads(model: onnx.ModelProto, nodes: Sequence[str]) -> onnx.Model
 
 
 def _drop_unread_qdq(graph: onnx.GraphProto) -> None:
-    """Remove DequantizeLinear nodes nothing reads any more, then the QuantizeLinear nodes that fed only them."""
+    """Remove DequantizeLinear nodes nothing reads any more, the QuantizeLinear nodes that fed only them, and their scales."""
     for op_type in ("DequantizeLinear", "QuantizeLinear"):
         read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
         for node in [n for n in graph.node if n.op_type == op_type and n.output[0] not in read]:
             graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for init in [i for i in graph.initializer if i.name not in read]:
+        graph.initializer.remove(init)
 
 
 def without_conv_output_qdq_before_add(model: onnx.ModelProto) -> onnx.ModelProto:

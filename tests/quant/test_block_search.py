@@ -1,0 +1,185 @@
+"""Per-block INT8 or float: blocks follow the graph's residual structure, and the search keeps a block float only when
+that is measurably faster or INT8 breaks accuracy (timing and accuracy faked; one small real run end to end)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from slimvision.data import get_dataset
+from slimvision.quant import QuantConfig, export_onnx, quantize
+from slimvision.quant.blocks import Block, BlockSearchConfig, find_blocks, search_blocks
+from slimvision.quant.onnx_int8 import prepared_model
+from slimvision.quant.run import load_quantized_runtime
+
+LABELS = np.arange(100) % 10
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(channels, channels, 3, padding=1), nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+
+
+class TinyResNet(nn.Module):
+    def __init__(self, channels: int = 8, depth: int = 3):
+        super().__init__()
+        self.stem = nn.Conv2d(1, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*[_Residual(channels) for _ in range(depth)])
+        self.fc = nn.Linear(channels, 10)
+
+    def forward(self, x):
+        x = self.blocks(torch.relu(self.stem(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_blocks_are_the_residual_blocks_between_stem_and_head_and_cover_every_layer(tmp_path):
+    model = prepared_model(export_onnx(TinyResNet().eval(), (1, 8, 8), tmp_path / "m.onnx"))
+    blocks = find_blocks(model)
+    assert [b.name for b in blocks] == ["/stem", "/blocks/blocks.0", "/blocks/blocks.1", "/blocks/blocks.2", "/fc"]
+    assert [b.weighted for b in blocks] == [1, 2, 2, 2, 1]
+    assert "/blocks/blocks.1/Add" in blocks[2].nodes  # a residual Add belongs to its block
+    layers = sorted(n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "Add", "Relu"))
+    merged = find_blocks(model, max_blocks=2)
+    assert len(merged) == 2
+    for found in (blocks, merged):  # every quantizable node in exactly one block
+        assert sorted(node for b in found for node in b.nodes) == layers
+
+
+class FakeRuntime:
+    """The model with `float_blocks` in float; its latency and predictions are set by the test."""
+
+    def __init__(self, float_blocks):
+        self.float_blocks = {b.name for b in float_blocks}
+
+    def run(self, batch):
+        return np.zeros((len(batch), 10), np.float32)
+
+
+BLOCKS = [Block(name, [f"{name}/Conv"], 1) for name in ("b0", "b1", "b2", "b3")]
+# ms each block adds to the end-to-end latency, (INT8, float): b1 is slower in INT8, the others pay
+BLOCK_MS = {"b0": (1.0, 2.0), "b1": (3.0, 1.0), "b2": (1.0, 2.0), "b3": (1.0, 2.0)}
+
+
+def timer_of(block_ms, jitter=()):
+    """A fake `time_runtime_ms`: 10 ms + each block's share; `jitter` (fractions) is cycled over the calls."""
+    calls = []
+
+    def timer(runtime, batch, warmup, repeats, min_total_ms=0.0):
+        ms = 10.0 + sum(block_ms[name][name in runtime.float_blocks] for name in block_ms)
+        factor = 1 + (jitter[len(calls) % len(jitter)] if jitter else 0.0)
+        calls.append(runtime)
+        return ms * factor
+
+    timer.calls = calls
+    return timer
+
+
+def predict_breaking(*breaking):
+    """Predictions that are 20% wrong while any of `breaking` is INT8."""
+    def predict(runtime):
+        predictions = LABELS.copy()
+        if any(name not in runtime.float_blocks for name in breaking):
+            predictions[:20] = (LABELS[:20] + 1) % 10
+        return predictions
+
+    return predict
+
+
+def run_search(timer, predict=predict_breaking(), clock=None, **config):
+    kwargs = {"clock": clock} if clock else {}
+    return search_blocks(BLOCKS, FakeRuntime, predict, LABELS, LABELS, 0.01, (1, 4, 4), BlockSearchConfig(**config), timer=timer, **kwargs)
+
+
+def test_a_block_slower_in_int8_is_kept_float_and_the_rest_stay_int8_with_every_decision_recorded():
+    float_blocks, decisions = run_search(timer_of(BLOCK_MS))
+    assert [b.name for b in float_blocks] == ["b1"]
+    assert [d.block for d in decisions] == ["b0", "b1", "b2", "b3"] and all(d.tried and d.reason for d in decisions)
+    assert [d.kept for d in decisions] == ["int8", "float", "int8", "int8"]
+    b1 = decisions[1]
+    assert b1.int8_ms == 16.0 and b1.float_ms == 14.0 and b1.gain == pytest.approx(2 / 16) and b1.noise == 0.0
+    assert b1.reason.startswith("float is faster: 16.00 ms with it INT8, 14.00 ms in float")
+    assert decisions[2].int8_ms == 14.0 and decisions[2].float_ms == 15.0  # measured against the model with b1 already float
+    assert decisions[0].reason.startswith("INT8 pays")
+
+
+def test_a_block_that_breaks_accuracy_in_int8_is_kept_float_however_fast_it_is():
+    float_blocks, decisions = run_search(timer_of(BLOCK_MS), predict_breaking("b2"))
+    assert [b.name for b in float_blocks] == ["b1", "b2"]
+    b2 = decisions[2]
+    assert b2.kept == "float" and b2.accuracy_int8 == 0.8 and b2.accuracy_float == 1.0
+    assert b2.reason.startswith("INT8 here costs accuracy: top-1 0.8000 with it, 1.0000 in float")
+    # before b2 was tried the model was outside the limit, but b0 in float does not bring it back: b0 stays INT8
+    assert decisions[0].kept == "int8" and decisions[0].accuracy_float == 0.8
+
+
+def test_a_faster_float_block_that_breaks_accuracy_stays_int8_when_the_int8_model_is_accurate():
+    def predict(runtime):  # accurate with b1 INT8, 20% wrong with b1 float
+        predictions = LABELS.copy()
+        if "b1" in runtime.float_blocks:
+            predictions[:20] = (LABELS[:20] + 1) % 10
+        return predictions
+
+    float_blocks, decisions = run_search(timer_of(BLOCK_MS), predict)
+    assert float_blocks == [] and decisions[1].kept == "int8" and "top-1 drops to 0.8000" in decisions[1].reason
+
+
+def test_a_float_gain_within_the_measured_noise_keeps_int8():
+    # b1 in float is 2/16 = 12.5% faster, but every second call is 10% slow: whichever runs second in a round is
+    # hit, so the per-round ratios are 15.4/16 and 14/17.6 (gain 3.8%, above the 2% margin, noise 8.4%)
+    float_blocks, decisions = run_search(timer_of(BLOCK_MS, (0.0, 0.1)))
+    b1 = decisions[1]
+    assert b1.kept == "int8" and b1.gain == pytest.approx(1 - 15.4 / 16) and b1.noise == pytest.approx((15.4 / 16 - 14 / 17.6) / 2)
+    assert "float is not faster by more than" in b1.reason
+    assert float_blocks == []
+
+
+def test_the_a_b_rounds_are_interleaved_with_the_order_swapped():
+    timer = timer_of(BLOCK_MS)
+    run_search(timer)
+    first_trial = [("b1" in r.float_blocks, "b0" in r.float_blocks) for r in timer.calls[:6]]
+    # current (nothing float), candidate (b0 float), then candidate first in the second round
+    assert first_trial == [(False, False), (False, True), (False, True), (False, False), (False, False), (False, True)]
+
+
+def test_the_budget_stops_the_search_and_the_blocks_not_reached_stay_int8_with_a_reason():
+    now = [0.0]
+
+    def clock():
+        now[0] += 5.0  # every reading of the clock is 5 s later: a trial takes 10 s
+        return now[0]
+
+    float_blocks, decisions = run_search(timer_of(BLOCK_MS), clock=clock, budget_s=25.0)
+    assert [d.tried for d in decisions] == [True, True, False, False]
+    assert decisions[2].kept == decisions[3].kept == "int8" and decisions[2].reason.startswith("not tried:")
+    assert [b.name for b in float_blocks] == ["b1"]
+
+
+def test_block_search_config_errors_name_the_option():
+    from slimvision.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--block-search"):
+        QuantConfig(backend="torchao", block_search=True)
+    with pytest.raises(ConfigError, match="--block-budget"):
+        QuantConfig(block_search=True, block_budget_s=0)
+    with pytest.raises(ConfigError, match="evaluation"):
+        quantize(TinyResNet().eval(), torch.randn(8, 1, 8, 8), QuantConfig(block_search=True, calib_samples=8))
+
+
+def test_real_block_search_records_a_decision_per_block_and_saves_the_file_it_chose(tmp_path):
+    torch.manual_seed(0)
+    train, test = get_dataset("digits", "train", 8), get_dataset("digits", "test", 8)
+    model = TinyResNet().eval()
+    config = QuantConfig(backend="onnxruntime", calib_samples=64, threads=1, batch_size=8, block_search=True, block_budget_s=20)
+    result = quantize(model, train, config, evaluation=test)
+    record = result.summary["block_search"]["onnxruntime"]
+    assert record["blocks"] == 5 and [d["block"] for d in record["decisions"]][0] == "/stem"
+    assert all(d["reason"] and d["kept"] in ("int8", "float") for d in record["decisions"])
+    assert record["float_blocks"] == [d["block"] for d in record["decisions"] if d["kept"] == "float"]
+    runtime, meta = load_quantized_runtime(result.save(tmp_path / "q"), threads=1)
+    assert meta["quantize"]["block_search"]["onnxruntime"]["decisions"] == record["decisions"]
+    predictions = runtime.run(test.images[:64].numpy()).argmax(1)
+    assert (predictions == model(test.images[:64]).argmax(1).numpy()).mean() > 0.9
