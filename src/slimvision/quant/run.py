@@ -334,7 +334,8 @@ def _auto_backends(config: QuantConfig) -> list[str]:
 
 
 def _auto_candidates(model, backends, fp32_path, int8_files, converted, example, config: QuantConfig) -> list[Candidate]:
-    """fp32 deployments of every runtime first, then the INT8 ones (only those the mode produced)."""
+    """fp32 deployments of every runtime first, then the INT8 ones (only those the mode produced; `int8_files`: engine -> INT8 ONNX file)."""
+    int8_files = int8_files or {}
     candidates = [Candidate("onnxruntime", "fp32", lambda: OrtRuntime(fp32_path, config.threads, "onnxruntime"))]
     candidates.append(Candidate("openvino", "fp32", lambda: OpenVinoRuntime(fp32_path, config.threads, "f32", "openvino")))
     if "BF16" in _openvino_capabilities():
@@ -443,7 +444,7 @@ def _measure_backends(model, backends, fp32_path, int8_files, converted, example
         if backend == "torchao":
             candidates[backend] = _torchao_rows(model, converted, example, test, reference, timed)
         else:
-            base, quant, extra = _onnx_rows(backend, fp32_path, int8_files[backend], config, test, reference, timed)
+            base, quant, extra = _onnx_rows(backend, fp32_path, (int8_files or {}).get(backend), config, test, reference, timed)
             candidates[backend] = (base, quant)
             extra_rows += extra
     _time_rows(timed, input_size, config.repeats)
