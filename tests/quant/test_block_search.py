@@ -90,8 +90,10 @@ def predict_breaking(*breaking):
 
 
 def run_search(timer, predict=predict_breaking(), clock=None, **config):
+    """(blocks kept float, decisions) of a search over BLOCKS with the given fake timer, predictions and clock."""
     kwargs = {"clock": clock} if clock else {}
-    return search_blocks(BLOCKS, FakeRuntime, predict, LABELS, LABELS, 0.01, (1, 4, 4), BlockSearchConfig(**config), timer=timer, **kwargs)
+    result = search_blocks(BLOCKS, FakeRuntime, predict, LABELS, LABELS, 0.01, (1, 4, 4), BlockSearchConfig(**config), timer=timer, **kwargs)
+    return result.float_blocks, result.decisions
 
 
 def test_a_block_slower_in_int8_is_kept_float_and_the_rest_stay_int8_with_every_decision_recorded():
@@ -135,6 +137,32 @@ def test_a_float_gain_within_the_measured_noise_keeps_int8():
     assert b1.kept == "int8" and b1.gain == pytest.approx(1 - 15.4 / 16) and b1.noise == pytest.approx((15.4 / 16 - 14 / 17.6) / 2)
     assert "float is not faster by more than" in b1.reason
     assert float_blocks == []
+
+
+def test_the_searched_model_is_checked_against_all_int8_and_dropped_if_the_gains_do_not_add_up(monkeypatch):
+    # each accepted step measured faster than the model before it, but all INT8 against the result is a tie
+    # (what noise accumulated over steps looks like): the result is dropped and every block is back to INT8
+    from slimvision.quant import blocks
+
+    measured = {((), ("b0",)): (16.0, 15.0), (("b0",), ("b0", "b1")): (15.0, 14.0), ((), ("b0", "b1")): (16.0, 16.1)}
+
+    def scripted_ab(current, candidate, batch, config, timer):
+        a, b = measured.get((tuple(sorted(current.float_blocks)), tuple(sorted(candidate.float_blocks))), (10.0, 12.0))
+        return [a] * 3, [b] * 3
+
+    monkeypatch.setattr(blocks, "ab_rounds", scripted_ab)
+    result = search_blocks(BLOCKS, FakeRuntime, predict_breaking(), LABELS, LABELS, 0.01, (1, 4, 4))
+    assert result.start_ms == 16.0 and result.final_ms == 16.1 and result.final_reason.startswith("dropped")
+    assert result.float_blocks == [] and [d.kept for d in result.decisions] == ["int8"] * 4
+    assert decisions_undone(result.decisions) == ["b0", "b1"]
+    # and a result that does beat all INT8 is kept
+    measured[((), ("b0", "b1"))] = (16.0, 14.0)
+    result = search_blocks(BLOCKS, FakeRuntime, predict_breaking(), LABELS, LABELS, 0.01, (1, 4, 4))
+    assert [b.name for b in result.float_blocks] == ["b0", "b1"] and result.final_reason.startswith("kept")
+
+
+def decisions_undone(decisions):
+    return [d.block for d in decisions if d.reason.endswith("undone: the float blocks together were not faster than all INT8")]
 
 
 def test_the_a_b_rounds_are_interleaved_with_the_order_swapped():

@@ -9,8 +9,9 @@ The search starts from the pattern-aware placement's INT8 model and tries each b
 in graph order. The change is kept only if the model with that block in float is faster than the current one
 by more than the measured noise (interleaved A/B rounds) with the accuracy within the limit, or if the
 current model is outside the accuracy limit and the float block brings accuracy back up. A tie keeps INT8.
-The search has a budget in seconds; blocks it could not try stay INT8, and every block gets a recorded
-decision either way.
+Small accepted gains could add up to noise, so a result whose float blocks were all kept for speed is timed once
+more against the all-INT8 start and dropped unless it beats it. The search has a budget in seconds; blocks it
+could not try stay INT8, and every block gets a recorded decision either way.
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ class BlockDecision:
     accuracy_int8: float | None = None
     accuracy_float: float | None = None
     agreement_float: float | None = None
+
+
+@dataclasses.dataclass
+class BlockSearch:
+    """The search's outcome: the blocks kept float, a decision per block, and the end-to-end check of the result."""
+
+    float_blocks: list[Block]
+    decisions: list[BlockDecision]
+    # the placement's all-INT8 model against the searched one, interleaved A/B (when any block went float for speed)
+    start_ms: float | None = None
+    final_ms: float | None = None
+    final_gain: float | None = None
+    final_noise: float | None = None
+    final_reason: str = ""
 
 
 @dataclasses.dataclass
@@ -170,20 +185,24 @@ def search_blocks(
     config: BlockSearchConfig | None = None,
     timer: Callable[[Runtime, np.ndarray, int, int, float], float] = time_runtime_ms,
     clock: Callable[[], float] = time.perf_counter,
-) -> tuple[list[Block], list[BlockDecision]]:
-    """(blocks kept float, a decision for every block). `build(float_blocks)` returns the target runtime running the
-    model with those blocks in float and the rest INT8; `reference` is the fp32 model's predictions."""
+) -> BlockSearch:
+    """The blocks kept float and a decision for every block. `build(float_blocks)` returns the target runtime running the
+    model with those blocks in float and the rest INT8; `reference` is the fp32 model's predictions.
+
+    Each step is measured against the model before it, so small gains can add up to noise: when every float block
+    was kept for speed, the result is timed against the all-INT8 start once more and dropped unless it beats it.
+    """
     config = config or BlockSearchConfig()
-    start = clock()
+    began = clock()
     batch = np.random.default_rng(0).standard_normal((config.batch_size, *input_size), dtype=np.float32)
     reference_accuracy = float((reference == labels).mean())
     decisions = [BlockDecision(block.name, len(block.nodes)) for block in blocks]
     float_blocks: list[Block] = []
-    current = build([])
+    start = current = build([])
     current_accuracy = float((predict(current) == labels).mean())
     trial_seconds: list[float] = []
     for block, decision in zip(blocks, decisions):
-        elapsed = clock() - start
+        elapsed = clock() - began
         expected = float(np.median(trial_seconds)) if trial_seconds else 0.0
         if elapsed + expected > config.budget_s:
             decision.reason = f"not tried: {elapsed:.1f} s of the {config.budget_s:.0f} s budget spent (a trial takes about {expected:.1f} s); stays INT8"
@@ -227,7 +246,30 @@ def search_blocks(
             float_blocks.append(block)
             current, current_accuracy = candidate, decision.accuracy_float
         trial_seconds.append(clock() - trial_start)
-    return float_blocks, decisions
+    result = BlockSearch(float_blocks, decisions)
+    if float_blocks:
+        _check_against_start(result, start, current, batch, config, timer)
+    return result
+
+
+def _check_against_start(result: BlockSearch, start: Runtime, final: Runtime, batch: np.ndarray, config: BlockSearchConfig, timer) -> None:
+    """Time the searched model against the all-INT8 start; drop the speed-only changes if together they do not pay."""
+    a_ms, b_ms = ab_rounds(start, final, batch, config, timer)
+    ratios = [b / a for a, b in zip(a_ms, b_ms)]
+    result.start_ms, result.final_ms = float(np.median(a_ms)), float(np.median(b_ms))
+    result.final_gain, result.final_noise = 1 - float(np.median(ratios)), (max(ratios) - min(ratios)) / 2
+    timing = (f"all INT8 {result.start_ms:.2f} ms, searched {result.final_ms:.2f} ms ({100 * result.final_gain:+.1f}%, "
+              f"noise {100 * result.final_noise:.1f}%)")
+    for_accuracy = any(d.kept == FLOAT and d.int8_ms is None for d in result.decisions)
+    if for_accuracy or result.final_gain > max(result.final_noise, config.min_gain):
+        result.final_reason = f"kept: {timing}" + ("; blocks kept float for accuracy stay float" if for_accuracy else "")
+        return
+    result.final_reason = f"dropped, every block back to INT8: the float blocks together do not pay ({timing})"
+    for decision in result.decisions:
+        if decision.kept == FLOAT:
+            decision.kept = INT8
+            decision.reason += "; undone: the float blocks together were not faster than all INT8"
+    result.float_blocks = []
 
 
 def decision_table(decisions: list[BlockDecision]) -> list[dict]:

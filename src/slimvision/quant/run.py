@@ -308,14 +308,19 @@ def _search_blocks(backend: str, fp32_path: Path, int8_onnx: Path, calib_images,
     # the fp32 reference as in `auto`: the export on onnxruntime, which export_onnx checked against PyTorch
     reference = runtime_predictions(OrtRuntime(fp32_path, config.threads, "onnxruntime"), test.images)
     search = blocks.BlockSearchConfig(batch_size=config.batch_size, budget_s=config.block_budget_s)
-    float_blocks, decisions = blocks.search_blocks(
+    result = blocks.search_blocks(
         found, build, _auto_predictor(test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
         tuple(calib_images.shape[1:]), search,
     )
     record = {
         "blocks": len(found),
-        "float_blocks": [b.name for b in float_blocks],
-        "decisions": blocks.decision_table(decisions),
+        "float_blocks": [b.name for b in result.float_blocks],
+        "decisions": blocks.decision_table(result.decisions),
+        "all_int8_ms": result.start_ms,
+        "searched_ms": result.final_ms,
+        "gain": result.final_gain,
+        "noise": result.final_noise,
+        "result": result.final_reason or "every block stays INT8: nothing to compare",
         "seconds": time.perf_counter() - start,
         "budget_s": config.block_budget_s,
         "conditions": (
@@ -325,7 +330,7 @@ def _search_blocks(backend: str, fp32_path: Path, int8_onnx: Path, calib_images,
             f"or if it brings an INT8 model outside the limit back up; accuracy on the {test.spec.name} test split ({len(test)} images)"
         ),
     }
-    return files[frozenset(b.name for b in float_blocks)], record
+    return files[frozenset(b.name for b in result.float_blocks)], record
 
 
 def _auto_backends(config: QuantConfig) -> list[str]:
