@@ -29,10 +29,13 @@ def main() -> None:
     for batch_size in args.batch_sizes:
         config = QuantConfig(backend="auto", threads=args.threads, batch_size=batch_size, auto_torchao=args.auto_torchao)
         with tempfile.TemporaryDirectory() as tmp:
+            load_before = os.getloadavg()
             start = time.perf_counter()
             summary = quantize_artifact(args.model, config, Path(tmp) / "q")
+            wall = time.perf_counter() - start
             meta = json.loads((Path(tmp) / "q" / "meta.json").read_text())
-            runs.append({"batch_size": batch_size, "wall_seconds": time.perf_counter() - start, "summary": summary, "conditions": meta["conditions"]})
+            runs.append({"batch_size": batch_size, "wall_seconds": wall, "summary": summary, "conditions": meta["conditions"],
+                         "load_before": load_before, "load_after": os.getloadavg()})
     load = os.getloadavg()
     lines = [
         f"# `quantize --backend auto` on {args.model}", "",
@@ -47,6 +50,8 @@ def main() -> None:
             f"## batch {run['batch_size']}: chose {s['deployment']} in {run['wall_seconds']:.1f} s "
             f"(export {run['conditions']['seconds']['export']:.1f} s, quantize + calibrate {run['conditions']['seconds']['quantize_and_calibrate']:.1f} s, "
             f"selection {s['selection_seconds']:.1f} s)", "",
+            f"Load average (1 / 5 / 15 min) before {' / '.join(f'{v:.1f}' for v in run['load_before'])}, "
+            f"after {' / '.join(f'{v:.1f}' for v in run['load_after'])}.", "",
             "Selection time by phase: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in s.get("selection_phases_seconds", {}).items()) + ".", "",
             f"fp32 top-1 {s['accuracy_fp32']:.4f}; chosen top-1 {s['accuracy']:.4f}; speed-up vs the fastest fp32: "
             + (f"{s['speedup_vs_fastest_fp32']:.2f}x ({s['speedup_basis']})" if s["speedup_vs_fastest_fp32"] else s["speedup_basis"]), "",

@@ -201,7 +201,7 @@ def test_real_block_search_records_a_decision_per_block_and_saves_the_file_it_ch
     torch.manual_seed(0)
     train, test = get_dataset("digits", "train", 8), get_dataset("digits", "test", 8)
     model = TinyResNet().eval()
-    config = QuantConfig(backend="onnxruntime", calib_samples=64, threads=1, batch_size=8, block_search=True, block_budget_s=20)
+    config = QuantConfig(backend="onnxruntime", calib_samples=64, threads=1, batch_size=8, block_search=True, block_budget_s=5)
     result = quantize(model, train, config, evaluation=test)
     record = result.summary["block_search"]["onnxruntime"]
     assert record["blocks"] == 5 and [d["block"] for d in record["decisions"]][0] == "/stem"
@@ -211,3 +211,50 @@ def test_real_block_search_records_a_decision_per_block_and_saves_the_file_it_ch
     assert meta["quantize"]["block_search"]["onnxruntime"]["decisions"] == record["decisions"]
     predictions = runtime.run(test.images[:64].numpy()).argmax(1)
     assert (predictions == model(test.images[:64]).argmax(1).numpy()).mean() > 0.9
+
+
+NET_PY = '''import torch
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(channels, channels, 3, padding=1), nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.stem, self.body, self.fc = nn.Conv2d(1, 8, 3, padding=1), Block(8), nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.body(torch.relu(self.stem(x))).mean((2, 3)))
+
+
+def build(num_classes=10):
+    torch.manual_seed(0)
+    return Net(num_classes)
+'''
+
+
+def test_cli_block_search_prints_each_decision_and_writes_them_to_json(cli, tmp_path):
+    import json
+
+    (tmp_path / "net.py").write_text(NET_PY)
+    code, out, err = cli(
+        "quantize", "--model", f"{tmp_path / 'net.py'}:build", "--data", "digits", "--image-size", "8", "--backend", "onnxruntime",
+        "--calib-samples", "32", "--threads", "1", "--batch-size", "8", "--block-search", "--block-budget", "3", "--out", tmp_path / "q", "--json",
+    )
+    assert code == 0, err
+    record = json.loads(out)["block_search"]["onnxruntime"]
+    assert [d["block"] for d in record["decisions"]] == ["/stem", "/body", "/fc"] and all(d["reason"] for d in record["decisions"])
+    code, out, err = cli("quantize", "--model", f"{tmp_path / 'net.py'}:build", "--data", "digits", "--image-size", "8",
+                         "--calib-samples", "32", "--threads", "1", "--batch-size", "8", "--block-search", "--block-budget", "3", "--out", tmp_path / "q2")
+    assert code == 0, err
+    assert "block search on onnxruntime" in out and "/body" in out
+    code, _, err = cli("quantize", "--model", f"{tmp_path / 'net.py'}:build", "--data", "digits", "--backend", "torchao", "--block-search", "--out", tmp_path / "q3")
+    assert code == 1 and "--block-search" in err
