@@ -49,6 +49,25 @@ def test_blocks_are_the_residual_blocks_between_stem_and_head_and_cover_every_la
         assert sorted(node for b in found for node in b.nodes) == layers
 
 
+class Chain(nn.Module):
+    """A plain chain (no residual): every layer is a cut, so pieces are merged, and several share one parent module."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(*[nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.ReLU()) for c in (1, 8, 8, 8, 8, 8)])
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def test_merged_blocks_under_one_parent_module_get_distinct_names(tmp_path):
+    model = prepared_model(export_onnx(Chain().eval(), (1, 8, 8), tmp_path / "m.onnx"))
+    assert [b.name for b in find_blocks(model, max_blocks=3)] == [
+        "/features/features.0 .. features.1", "/features/features.2 .. features.3", "/features .. fc"]
+    assert len({b.name for b in find_blocks(model)}) == 7  # one per layer, no merging needed
+
+
 class FakeRuntime:
     """The model with `float_blocks` in float; its latency and predictions are set by the test."""
 

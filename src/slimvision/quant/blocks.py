@@ -91,8 +91,9 @@ class BlockSearchConfig:
 def find_blocks(model: onnx.ModelProto, max_blocks: int = 12) -> list[Block]:
     """The graph's blocks in order: pieces between single-tensor cuts that hold a weighted layer, merged to at most `max_blocks`."""
     pieces = _merge_small(_pieces(model), max_blocks)
-    return [Block(_block_name(nodes, index), [n.name for n in nodes if n.op_type in BLOCK_OPS and n.name],
-                  sum(n.op_type in _WEIGHTED_OPS for n in nodes)) for index, nodes in enumerate(pieces)]
+    names = _block_names(pieces)
+    return [Block(name, [n.name for n in nodes if n.op_type in BLOCK_OPS and n.name],
+                  sum(n.op_type in _WEIGHTED_OPS for n in nodes)) for name, nodes in zip(names, pieces)]
 
 
 def _pieces(model: onnx.ModelProto) -> list[list[onnx.NodeProto]]:
@@ -141,18 +142,36 @@ def _merge_small(pieces: list[list[onnx.NodeProto]], max_blocks: int) -> list[li
     return merged
 
 
-def _block_name(nodes: Sequence[onnx.NodeProto], index: int) -> str:
-    """The module path the block's weighted layers share (exported names look like /layer1/layer1.0/conv1/Conv), or their first and last."""
-    weighted = [n.name.strip("/").split("/")[:-1] for n in nodes if n.op_type in _WEIGHTED_OPS and n.name]
+def _module_paths(nodes: Sequence[onnx.NodeProto]) -> list[list[str]]:
+    """The module path of each weighted layer (exported names look like /layer1/layer1.0/conv1/Conv)."""
+    return [n.name.strip("/").split("/")[:-1] for n in nodes if n.op_type in _WEIGHTED_OPS and n.name]
+
+
+def _common_path(paths: list[list[str]]) -> list[str]:
     common: list[str] = []
-    for parts in zip(*weighted):
+    for parts in zip(*paths):
         if len(set(parts)) != 1:
             break
         common.append(parts[0])
-    if common:
-        return "/" + "/".join(common)
-    names = [n.name for n in nodes if n.op_type in _WEIGHTED_OPS]
-    return f"{names[0]} .. {names[-1]}" if len(names) > 1 else (names[0] if names else f"block {index}")
+    return common
+
+
+def _block_names(pieces: list[list[onnx.NodeProto]]) -> list[str]:
+    """A unique name per block: the module its weighted layers share (/layer1/layer1.0) when no other block has layers
+    in that module, else the first and last module right under it (/features/features.1 .. features.3)."""
+    paths = [_module_paths(nodes) for nodes in pieces]
+    names = []
+    for index, piece_paths in enumerate(paths):
+        common = _common_path(piece_paths) if piece_paths else []
+        shared = any(parts[: len(common)] == common for other, other_paths in enumerate(paths) if other != index for parts in other_paths)
+        if common and not shared:
+            names.append("/" + "/".join(common))
+            continue
+        children = [parts[len(common)] for parts in piece_paths if len(parts) > len(common)]
+        prefix = "/" + "/".join(common) if common else ""
+        names.append(f"{prefix}/{children[0]} .. {children[-1]}" if children else f"block {index}")
+    # names are keys (of decisions, of the files built): a name two blocks still share gets the block's number
+    return [f"{name} #{index}" if names.count(name) > 1 else name for index, name in enumerate(names)]
 
 
 def ab_rounds(
