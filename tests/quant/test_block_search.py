@@ -2,6 +2,7 @@
 that is measurably faster or INT8 breaks accuracy (timing and accuracy faked; one small real run end to end)."""
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import torch.nn as nn
@@ -47,6 +48,22 @@ def test_blocks_are_the_residual_blocks_between_stem_and_head_and_cover_every_la
     assert len(merged) == 2
     for found in (blocks, merged):  # every quantizable node in exactly one block
         assert sorted(node for b in found for node in b.nodes) == layers
+
+
+def test_a_float_block_is_exactly_its_nodes_and_the_blocks_before_it_stay_int8(tmp_path):
+    from slimvision.quant.onnx_int8 import quantize_static_qdq
+    from slimvision.quant.placement import qdq_inputs
+
+    fp32 = export_onnx(TinyResNet().eval(), (1, 8, 8), tmp_path / "m.onnx")
+    block = find_blocks(prepared_model(fp32))[2]  # /blocks/blocks.1
+    calib = torch.randn(32, 1, 8, 8)
+    reads = qdq_inputs(onnx.load(str(quantize_static_qdq(fp32, tmp_path / "b.onnx", calib, float_blocks=block.nodes))))
+    assert reads["/blocks/blocks.1/conv1/Conv"] == 1  # the boundary: the INT8 block before it, dequantized
+    assert reads["/blocks/blocks.1/conv2/Conv"] == 0 and reads["/blocks/blocks.1/Add"] == 1  # inside: float; the skip: INT8 in
+    assert reads["/blocks/blocks.0/Add"] == 2 and reads["/blocks/blocks.2/conv2/Conv"] == 3  # the others stay INT8 (input, weight, bias)
+    # whereas --keep-float's walk would take the residual stream before the layer to float as well
+    walked = qdq_inputs(onnx.load(str(quantize_static_qdq(fp32, tmp_path / "k.onnx", calib, exclude=["/blocks/blocks.1/conv1/Conv"]))))
+    assert walked["/blocks/blocks.0/Add"] == 0
 
 
 class Chain(nn.Module):

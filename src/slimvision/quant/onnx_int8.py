@@ -99,6 +99,7 @@ def quantize_static_qdq(
     decisions: list | None = None,
     per_channel: bool = True,
     calibration_cache: str | Path | None = None,
+    float_blocks: Sequence[str] = (),
 ) -> Path:
     """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically.
 
@@ -109,6 +110,9 @@ def quantize_static_qdq(
     (one weight scale per tensor) exists for comparison; per-channel is what the runtimes' kernels expect.
     `calibration_cache` (a JSON file) keeps the calibrated ranges: the first call writes it, later calls with
     other `exclude` sets reuse it instead of calibrating again (the ranges do not depend on what is excluded).
+    A layer in `exclude` reads a float input: the activations and adds feeding it stay float too, and it reads
+    them before any Q/DQ pair. The nodes in `float_blocks` stay float exactly as named: at their boundary they
+    read their INT8 neighbours' outputs dequantized (a block kept float between INT8 blocks).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -127,6 +131,7 @@ def quantize_static_qdq(
         # what the caller keeps float (not the placement's float ops, which sit between their neighbours' Q/DQ pairs)
         float_layers = _with_float_inputs(prepared_model, requested) if flow_ops else list(requested)
         excluded = _with_float_inputs(prepared_model, exclude) if flow_ops else list(exclude)
+        excluded = sorted(set(excluded) | set(float_blocks))
         quantize_static(
             str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),

@@ -299,8 +299,9 @@ def _search_blocks(backend: str, fp32_path: Path, int8_onnx: Path, calib_images,
         key = frozenset(b.name for b in float_blocks)
         if key not in files:
             files[key] = tmp / f"{backend}_blocks_{len(files)}.onnx"
-            exclude = sorted(set(kept_float) | {node for b in float_blocks for node in b.nodes})
-            quantize_static_qdq(fp32_path, files[key], calib_images, config.calib_method, exclude=exclude, calibration_cache=tmp / "calibration.json")
+            # exactly the blocks' nodes go float, reading the INT8 blocks around them dequantized (a block boundary)
+            quantize_static_qdq(fp32_path, files[key], calib_images, config.calib_method, exclude=kept_float,
+                                calibration_cache=tmp / "calibration.json", float_blocks=[node for b in float_blocks for node in b.nodes])
         if backend == "openvino":
             return OpenVinoRuntime(files[key], config.threads, "f32", "openvino")
         return OrtRuntime(files[key], config.threads, "onnxruntime")
