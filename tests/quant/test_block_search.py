@@ -150,8 +150,25 @@ def test_a_block_that_breaks_accuracy_in_int8_is_kept_float_however_fast_it_is()
     b2 = decisions[2]
     assert b2.kept == "float" and b2.accuracy_int8 == 0.8 and b2.accuracy_float == 1.0
     assert b2.reason.startswith("INT8 here costs accuracy: top-1 0.8000 with it, 1.0000 in float")
-    # before b2 was tried the model was outside the limit, but b0 in float does not bring it back: b0 stays INT8
-    assert decisions[0].kept == "int8" and decisions[0].accuracy_float == 0.8
+    # the INT8 start was outside the limit: each block alone in float was scored, and b2, the only one that helps, went first
+    assert [d.accuracy_alone for d in decisions] == [0.8, 0.8, 1.0, 0.8] and decisions[0].kept == "int8"
+
+
+def test_outside_the_limit_the_block_that_costs_the_accuracy_goes_float_first_not_the_first_in_graph_order():
+    # b2 in INT8 costs 20 images, b0 one: b0 alone in float helps a little (0.80), b2 alone brings top-1 within the
+    # limit (0.99); tried in graph order, b0 would go float for that little gain
+    def predict(runtime):
+        predictions = LABELS.copy()
+        if "b2" not in runtime.float_blocks:
+            predictions[:20] = (LABELS[:20] + 1) % 10
+        if "b0" not in runtime.float_blocks:
+            predictions[99] = (LABELS[99] + 1) % 10
+        return predictions
+
+    float_blocks, decisions = run_search(timer_of(BLOCK_MS), predict)
+    assert [d.accuracy_alone for d in decisions] == [0.80, 0.79, 0.99, 0.79]
+    assert [b.name for b in float_blocks] == ["b1", "b2"]  # b1 for speed, b2 for accuracy; b0 stays INT8 (INT8 pays there)
+    assert decisions[2].reason.startswith("INT8 here costs accuracy") and decisions[0].reason.startswith("INT8 pays")
 
 
 def test_a_faster_float_block_that_breaks_accuracy_stays_int8_when_the_int8_model_is_accurate():

@@ -6,7 +6,8 @@ Blocks come from the graph structure: the graph is cut wherever a single tensor 
 pieces are merged until at most `max_blocks` remain, so the search stays short.
 
 The search starts from the pattern-aware placement's INT8 model and tries each block in float, one at a time,
-in graph order. The change is kept only if the model with that block in float is faster than the current one
+in graph order (or, when the INT8 model is outside the accuracy limit, in the order of how much top-1 each block
+alone in float recovers). The change is kept only if the model with that block in float is faster than the current one
 by more than the measured noise (interleaved A/B rounds) with the accuracy within the limit, or if the
 current model is outside the accuracy limit and the float block brings accuracy back up. A tie keeps INT8.
 Small accepted gains could add up to noise, so a result whose float blocks were all kept for speed is timed once
@@ -58,6 +59,7 @@ class BlockDecision:
     accuracy_int8: float | None = None
     accuracy_float: float | None = None
     agreement_float: float | None = None
+    accuracy_alone: float | None = None  # top-1 with only this block float (ranked when the INT8 start is outside the limit)
 
 
 @dataclasses.dataclass
@@ -219,8 +221,17 @@ def search_blocks(
     float_blocks: list[Block] = []
     start = current = build([])
     current_accuracy = float((predict(current) == labels).mean())
+    order = list(zip(blocks, decisions))
+    if reference_accuracy - current_accuracy > accuracy_limit + ACCURACY_SLACK:
+        # outside the limit: try first the blocks whose float version alone brings top-1 back up the most, so
+        # the blocks kept float for accuracy are the ones that cost it, not the first in graph order
+        for block, decision in order:
+            if clock() - began > config.budget_s / 2:
+                break
+            decision.accuracy_alone = float((predict(build([block])) == labels).mean())
+        order.sort(key=lambda pair: -(pair[1].accuracy_alone if pair[1].accuracy_alone is not None else current_accuracy))
     trial_seconds: list[float] = []
-    for block, decision in zip(blocks, decisions):
+    for block, decision in order:
         elapsed = clock() - began
         expected = float(np.median(trial_seconds)) if trial_seconds else 0.0
         if elapsed + expected > config.budget_s:
@@ -265,6 +276,7 @@ def search_blocks(
             float_blocks.append(block)
             current, current_accuracy = candidate, decision.accuracy_float
         trial_seconds.append(clock() - trial_start)
+    float_blocks.sort(key=blocks.index)
     result = BlockSearch(float_blocks, decisions)
     if float_blocks:
         _check_against_start(result, start, current, batch, config, timer)
@@ -279,7 +291,7 @@ def _check_against_start(result: BlockSearch, start: Runtime, final: Runtime, ba
     result.final_gain, result.final_noise = 1 - float(np.median(ratios)), (max(ratios) - min(ratios)) / 2
     timing = (f"all INT8 {result.start_ms:.2f} ms, searched {result.final_ms:.2f} ms ({100 * result.final_gain:+.1f}%, "
               f"noise {100 * result.final_noise:.1f}%)")
-    for_accuracy = any(d.kept == FLOAT and d.int8_ms is None for d in result.decisions)
+    for_accuracy = any(d.kept == FLOAT and d.int8_ms is None for d in result.decisions)  # kept for accuracy: not timed
     if for_accuracy or result.final_gain > max(result.final_noise, config.min_gain):
         result.final_reason = f"kept: {timing}" + ("; blocks kept float for accuracy stay float" if for_accuracy else "")
         return
