@@ -165,7 +165,15 @@ def test_outside_the_limit_the_block_that_costs_the_accuracy_goes_float_first_no
             predictions[99] = (LABELS[99] + 1) % 10
         return predictions
 
-    float_blocks, decisions = run_search(timer_of(BLOCK_MS), predict)
+    ranked = []
+
+    def rank_build(float_blocks):  # the cheaper engine the ranking pass runs on
+        ranked.append([b.name for b in float_blocks])
+        return FakeRuntime(float_blocks)
+
+    result = search_blocks(BLOCKS, FakeRuntime, predict, LABELS, LABELS, 0.01, (1, 4, 4), timer=timer_of(BLOCK_MS), rank_build=rank_build)
+    float_blocks, decisions = result.float_blocks, result.decisions
+    assert ranked == [["b0"], ["b1"], ["b2"], ["b3"]]
     assert [d.accuracy_alone for d in decisions] == [0.80, 0.79, 0.99, 0.79]
     assert [b.name for b in float_blocks] == ["b1", "b2"]  # b1 for speed, b2 for accuracy; b0 stays INT8 (INT8 pays there)
     assert decisions[2].reason.startswith("INT8 here costs accuracy") and decisions[0].reason.startswith("INT8 pays")

@@ -206,9 +206,11 @@ def search_blocks(
     config: BlockSearchConfig | None = None,
     timer: Callable[[Runtime, np.ndarray, int, int, float], float] = time_runtime_ms,
     clock: Callable[[], float] = time.perf_counter,
+    rank_build: Callable[[list[Block]], Runtime] | None = None,
 ) -> BlockSearch:
     """The blocks kept float and a decision for every block. `build(float_blocks)` returns the target runtime running the
-    model with those blocks in float and the rest INT8; `reference` is the fp32 model's predictions.
+    model with those blocks in float and the rest INT8; `reference` is the fp32 model's predictions. `rank_build`
+    (default `build`) runs the same files on a cheaper engine for the ranking pass, which only orders the trials.
 
     Each step is measured against the model before it, so small gains can add up to noise: when every float block
     was kept for speed, the result is timed against the all-INT8 start once more and dropped unless it beats it.
@@ -228,7 +230,7 @@ def search_blocks(
         for block, decision in order:
             if clock() - began > config.budget_s / 2:
                 break
-            decision.accuracy_alone = float((predict(build([block])) == labels).mean())
+            decision.accuracy_alone = float((predict((rank_build or build)([block])) == labels).mean())
         order.sort(key=lambda pair: -(pair[1].accuracy_alone if pair[1].accuracy_alone is not None else current_accuracy))
     trial_seconds: list[float] = []
     for block, decision in order:
