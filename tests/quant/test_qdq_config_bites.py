@@ -147,6 +147,19 @@ def test_excluded_layer_keeps_float_weights_and_the_others_stay_int8(tmp_path):
     assert [n.op_type for n in graph.node if add.output[0] in n.input] == ["Relu"]  # not requantized between Add and ReLU
 
 
+def test_a_float_layer_reads_a_float_input_even_when_its_relu_also_feeds_a_quantized_add(tmp_path):
+    # c2 reads relu(c1), which also feeds the residual Add; the Add stays INT8, so that ReLU output is quantized
+    # for it, and c2 (kept float) must read the value before the Q/DQ pair, not the rounded one
+    fp32 = export_onnx(_residual(), (1, 8, 8), tmp_path / "m.onnx")
+    calib = torch.randn(32, 1, 8, 8)
+    graph, _, producer = _graph(quantize_static_qdq(fp32, tmp_path / "q.onnx", calib, exclude=["/c2/Conv"]))
+    nodes = {n.name: n for n in graph.node}
+    assert producer[nodes["/c2/Conv"].input[0]].op_type == "Relu"  # the float ReLU's own output
+    add_sources = [producer[name].op_type for name in nodes["/Add"].input]
+    assert "DequantizeLinear" in add_sources  # the Add still reads INT8 values: only the float reader changed
+    assert OrtRuntime(tmp_path / "q.onnx").run(torch.randn(4, 1, 8, 8).numpy()).shape == (4, 5)  # still a valid graph
+
+
 def test_keep_activations_leaves_the_relus_in_the_graph(tmp_path):
     fp32 = export_onnx(_residual(), (1, 8, 8), tmp_path / "m.onnx")
     graph, _, _ = _graph(quantize_static_qdq(fp32, tmp_path / "q.onnx", torch.randn(32, 1, 8, 8), keep_activations=True))

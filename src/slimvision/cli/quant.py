@@ -31,6 +31,14 @@ def quantize_command(
     qat_epochs: int = typer.Option(3, "--qat-epochs", help="qat: fine-tuning epochs with fake quantization."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="auto: the batch size whose latency decides."),
     auto_torchao: bool = typer.Option(False, "--auto-torchao", help="auto: also compile a torchao INT8 candidate (torch.compile adds tens of seconds)."),
+    block_search: bool = typer.Option(
+        False, "--block-search",
+        help="Measure, block by block (residual block, attention/MLP half, stage), whether INT8 pays on the target runtime "
+             "at --batch-size: a block stays INT8 only if that is faster end to end (interleaved A/B timing, beyond the noise) "
+             "and top-1 stays within --accuracy-limit. Costs up to --block-budget seconds per runtime; every decision is in --json.",
+    ),
+    block_budget: float = typer.Option(60.0, "--block-budget", help="--block-search: seconds it may spend per runtime (blocks not reached stay INT8)."),
+    max_blocks: int = typer.Option(12, "--max-blocks", min=1, help="--block-search: the graph is split into at most this many blocks."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for every runtime (pinned)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (QAT)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -45,6 +53,7 @@ def quantize_command(
     config = QuantConfig(
         backend=backend, mode=mode, calib_samples=calib_samples, calib_method=calib_method, keep_float=keep_float,
         accuracy_limit=accuracy_limit, qat_epochs=qat_epochs, threads=threads, seed=seed, batch_size=batch_size, auto_torchao=auto_torchao,
+        block_search=block_search, block_budget_s=block_budget, max_blocks=max_blocks,
     )
     summary = quantize_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root)
     if not summary:  # a data-parallel rank other than 0
@@ -56,6 +65,8 @@ def quantize_command(
     if json_output:
         print_json(summary)
         return
+    for runtime, record in summary.get("block_search", {}).items():
+        _print_block_decisions(runtime, record)
     if "candidates" in summary:
         _print_auto_choice(model, out, summary)
         return
@@ -69,6 +80,16 @@ def quantize_command(
         f"speed-up vs the same runtime's fp32: {summary['speedup_bs1']:.2f}x (bs1), {summary['speedup_bs32']:.2f}x (bs32); "
         f"vs PyTorch eager fp32: {summary['speedup_vs_torch_eager_bs32']:.2f}x (bs32); size {summary['size_bytes_fp32']:,} -> {summary['size_bytes_int8']:,} bytes"
     )
+
+
+def _print_block_decisions(runtime: str, record: dict) -> None:
+    """One row per block: INT8 or float, and why."""
+    table = Table(title=f"block search on {runtime}: {len(record['float_blocks'])} of {record['blocks']} blocks kept float ({record['seconds']:.1f} s)")
+    for column in ("block", "kept", "why"):
+        table.add_column(column, justify="left")
+    for d in record["decisions"]:
+        table.add_row(d["block"], d["kept"], d["reason"])
+    console.print(table)
 
 
 def _print_auto_choice(model: str, out: Path, summary: dict) -> None:

@@ -25,6 +25,9 @@ class QuantConfig:
     repeats: int = 20
     batch_size: int = 32  # `auto` picks the fastest deployment at this batch size
     auto_torchao: bool = False  # `auto` also compiles a torchao candidate (torch.compile costs tens of seconds)
+    block_search: bool = False  # measure per block whether INT8 pays on the target runtime (slimvision.quant.blocks)
+    block_budget_s: float = 60.0  # seconds the block search may spend per target runtime
+    max_blocks: int = 12  # the graph's pieces are merged down to this many blocks
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -44,6 +47,12 @@ class QuantConfig:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.keep_float < 0:
             raise ConfigError(f"--keep-float must be >= 0, got {self.keep_float}")
+        if self.block_search and (self.mode != "static" or self.backend == "torchao"):
+            raise ConfigError("--block-search measures blocks of the static QDQ file: use --mode static with onnxruntime, openvino or auto")
+        if self.block_budget_s <= 0:
+            raise ConfigError(f"--block-budget must be > 0 seconds, got {self.block_budget_s}")
+        if self.max_blocks < 1:
+            raise ConfigError(f"--max-blocks must be >= 1, got {self.max_blocks}")
         if self.mode == "qat" and self.backend not in ("torchao", "auto"):
             raise ConfigError("QAT runs through the PT2E flow: use --backend torchao")
 

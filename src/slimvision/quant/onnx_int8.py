@@ -73,6 +73,20 @@ def _with_float_inputs(model: onnx.ModelProto, exclude: Sequence[str]) -> list[s
     return sorted(kept)
 
 
+def _preprocess(fp32_path: str | Path, out_path: Path) -> Path:
+    """onnxruntime's pre-processing (shape inference, graph clean-up) that the quantizer expects, written to `out_path`."""
+    from onnxruntime.quantization import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+    return out_path
+
+
+def prepared_model(fp32_path: str | Path) -> onnx.ModelProto:
+    """The graph the static quantizer works on (node names are the ones `exclude` takes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return onnx.load(str(_preprocess(fp32_path, Path(tmp) / "prepared.onnx")))
+
+
 def quantize_static_qdq(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -84,6 +98,8 @@ def quantize_static_qdq(
     pattern_aware: bool = True,
     decisions: list | None = None,
     per_channel: bool = True,
+    calibration_cache: str | Path | None = None,
+    float_blocks: Sequence[str] = (),
 ) -> Path:
     """Calibrate on `calib_images` and write a QDQ INT8 model (per-channel weights) to `out_path` atomically.
 
@@ -92,22 +108,30 @@ def quantize_static_qdq(
     `slimvision.quant.placement` says should be (attention's float parts, squeeze-excitation convs);
     the placement decisions are appended to `decisions` when a list is given. `per_channel=False`
     (one weight scale per tensor) exists for comparison; per-channel is what the runtimes' kernels expect.
+    `calibration_cache` (a JSON file) keeps the calibrated ranges: the first call writes it, later calls with
+    other `exclude` sets reuse it instead of calibrating again (the ranges do not depend on what is excluded).
+    A layer in `exclude` reads a float input: the activations and adds feeding it stay float too, and it reads
+    them before any Q/DQ pair. The nodes in `float_blocks` stay float exactly as named: at their boundary they
+    read their INT8 neighbours' outputs dequantized (a block kept float between INT8 blocks).
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if len(calib_images) == 0:
         raise ConfigError("the calibration set is empty; pass --calib-samples >= 1 with a non-empty dataset")
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        prepared = _preprocess(fp32_path, Path(tmp) / "prepared.onnx")
         target = Path(tmp) / "int8.onnx"
         prepared_model = onnx.load(str(prepared))
+        requested = list(exclude)
         if pattern_aware:
             plan = placement.plan_placement(prepared_model)
             exclude = sorted(set(exclude) | set(placement.float_nodes(plan)))
             if decisions is not None:
                 decisions.extend(plan)
+        # what the caller keeps float (not the placement's float ops, which sit between their neighbours' Q/DQ pairs)
+        float_layers = _with_float_inputs(prepared_model, requested) if flow_ops else list(requested)
         excluded = _with_float_inputs(prepared_model, exclude) if flow_ops else list(exclude)
+        excluded = sorted(set(excluded) | set(float_blocks))
         quantize_static(
             str(prepared), str(target), _BatchReader(calib_images), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),
@@ -117,9 +141,47 @@ def quantize_static_qdq(
                 # a MatMul's output feeds a bias Add, Softmax or the residual stream, all kept float: no Q/DQ there
                 "OpTypesToExcludeOutputQuantization": list(placement.FLOAT_OUTPUT_OPS) if pattern_aware else [],
             },
+            calibration_cache_path=calibration_cache,
         )
+        if float_layers:
+            quantized = onnx.load(str(target))
+            onnx.save(with_float_reads(quantized, float_layers), str(target))
         atomic_write_bytes(out_path, target.read_bytes())
     return Path(out_path)
+
+
+def with_float_reads(model: onnx.ModelProto, nodes: Sequence[str]) -> onnx.ModelProto:
+    """`model` with every node named in `nodes` reading its activation inputs before their Q/DQ pair, not after it.
+
+    The quantizer quantizes a tensor once and points every reader at the DequantizeLinear output, float
+    readers included: a layer kept in float whose input (a ReLU, say) also feeds a quantized Add would
+    still read the rounded values. Weights are left alone (an excluded layer's weights are not quantized).
+    """
+    graph = model.graph
+    producer = {output: node for node in graph.node for output in node.output}
+    constants = {init.name for init in graph.initializer}
+    wanted = set(nodes)
+    for node in graph.node:
+        if node.name not in wanted:
+            continue
+        for index, name in enumerate(node.input):
+            dequant = producer.get(name)
+            quant = producer.get(dequant.input[0]) if dequant is not None and dequant.op_type == "DequantizeLinear" else None
+            if quant is not None and quant.op_type == "QuantizeLinear" and quant.input[0] not in constants:
+                node.input[index] = quant.input[0]
+    _drop_unread_qdq(graph)
+    return model
+
+
+def _drop_unread_qdq(graph: onnx.GraphProto) -> None:
+    """Remove DequantizeLinear nodes nothing reads any more, the QuantizeLinear nodes that fed only them, and their scales."""
+    for op_type in ("DequantizeLinear", "QuantizeLinear"):
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        for node in [n for n in graph.node if n.op_type == op_type and n.output[0] not in read]:
+            graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for init in [i for i in graph.initializer if i.name not in read]:
+        graph.initializer.remove(init)
 
 
 def without_conv_output_qdq_before_add(model: onnx.ModelProto) -> onnx.ModelProto:

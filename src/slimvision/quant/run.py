@@ -23,10 +23,10 @@ from slimvision.errors import ArtifactError, ConfigError, SlimvisionError
 from slimvision.io import atomic_directory, atomic_write_bytes, atomic_write_json, environment_record, read_json, resolve_model, source_meta
 from slimvision.measure import pinned_threads
 from slimvision.models.sources import ModelSource
-from slimvision.quant import placement
+from slimvision.quant import blocks, placement
 from slimvision.quant.config import QuantConfig
 from slimvision.quant.export import export_onnx
-from slimvision.quant.onnx_int8 import layer_sensitivity, quantize_dynamic_int8, quantize_static_qdq
+from slimvision.quant.onnx_int8 import layer_sensitivity, prepared_model, quantize_dynamic_int8, quantize_static_qdq
 from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, Runtime, TorchRuntime, interleaved_latency_ms, runtime_latency_ms, runtime_predictions
 from slimvision.quant.select import ACCURACY_SLACK, Candidate, SelectionConfig, select_deployment
 
@@ -226,6 +226,8 @@ def quantize(
         raise ConfigError(f"--calib-samples {config.calib_samples} exceeds the {len(images)} calibration images")
     if config.backend == "auto" and evaluation is None:
         raise ConfigError("backend 'auto' picks the fastest runtime within the accuracy limit: pass labelled evaluation data")
+    if config.block_search and evaluation is None:
+        raise ConfigError("block_search measures accuracy with every block in float or INT8: pass labelled evaluation data")
     if config.keep_float and validation is None:
         raise ConfigError("keep_float ranks layers by their accuracy cost: pass labelled validation data")
     input_size = tuple(images.shape[1:])
@@ -251,26 +253,35 @@ def quantize(
 
                     ranking = layer_sensitivity(fp32_path, calib_images, accuracy_of, config.calib_method)
                     kept_float = [name for name, _ in ranking[: config.keep_float]]
-                quantize_static_qdq(fp32_path, int8_onnx, calib_images, config.calib_method, exclude=kept_float, decisions=placement_decisions)
+                cache = tmp / "calibration.json" if config.block_search else None
+                quantize_static_qdq(fp32_path, int8_onnx, calib_images, config.calib_method, exclude=kept_float, decisions=placement_decisions, calibration_cache=cache)
         usable = [b for b in backends if (b == "torchao" and config.mode != "dynamic") or (b != "torchao" and config.mode != "qat")]
         if not usable:
             raise ConfigError(f"mode {config.mode!r} is not available on backend {config.backend!r}")
+        # the INT8 file each ONNX engine runs: the same placement file, unless the block search finds another per engine
+        int8_files = {b: int8_onnx for b in usable if b != "torchao"}
+        block_records: dict[str, Any] = {}
+        if config.block_search:
+            for backend in int8_files:
+                int8_files[backend], block_records[backend] = _search_blocks(backend, fp32_path, int8_onnx, calib_images, kept_float, config, evaluation, tmp)
         converted = _torchao_convert(model, calibration, images, config) if "torchao" in usable else None
         summary: dict[str, Any] = {"backend": usable[0], "mode": config.mode, "size_bytes_fp32": fp32_path.stat().st_size, "size_bytes_int8": None, "kept_float": kept_float}
         if placement_decisions:
             summary["qdq_placement"] = placement.summary(placement_decisions)
+        if block_records:
+            summary["block_search"] = block_records
         conditions: dict[str, Any] = {"threads": threads, "calibration": f"{config.calib_method} on the first {config.calib_samples} calibration images"}
         conditions["seconds"] = {"export": exported - started, "quantize_and_calibrate": time.perf_counter() - exported}
         if config.backend == "auto":
-            summary, conditions = _auto_deployment(model, usable, fp32_path, int8_onnx, converted, images[:32], config, evaluation, summary, conditions)
+            summary, conditions = _auto_deployment(model, usable, fp32_path, int8_files, converted, images[:32], config, evaluation, summary, conditions)
         elif evaluation is not None:
-            summary, conditions = _measure_backends(model, usable, fp32_path, int8_onnx, converted, images[:32], config, evaluation, summary, conditions)
+            summary, conditions = _measure_backends(model, usable, fp32_path, int8_files, converted, images[:32], config, evaluation, summary, conditions)
         chosen, precision = summary["backend"], summary.get("precision", "int8")
         if precision != "int8":
             conditions["activations"] = f"none: the fp32 model ({precision} math) was the fastest accurate deployment"
         else:
             conditions["activations"] = "uint8 (asymmetric), weights int8 per channel (QDQ)" if chosen != "torchao" else "torchao X86InductorQuantizer default config"
-        onnx_file = fp32_path if precision != "int8" else int8_onnx
+        onnx_file = fp32_path if precision != "int8" else int8_files.get(chosen)
         return QuantResult(
             chosen, config.mode, input_size, summary, conditions,
             onnx_int8=onnx_file.read_bytes() if chosen != "torchao" else None,
@@ -278,20 +289,74 @@ def quantize(
         )
 
 
+def _search_blocks(backend: str, fp32_path: Path, int8_onnx: Path, calib_images, kept_float, config: QuantConfig, test: TensorImageDataset, tmp: Path):
+    """(the INT8 file for `backend`, its search record): blocks kept float where INT8 does not pay on that engine or costs accuracy."""
+    start = time.perf_counter()
+    found = blocks.find_blocks(prepared_model(fp32_path), config.max_blocks)
+    files: dict[frozenset, Path] = {frozenset(): int8_onnx}
+
+    def file_for(float_blocks: list) -> Path:
+        key = frozenset(b.name for b in float_blocks)
+        if key not in files:
+            files[key] = tmp / f"{backend}_blocks_{len(files)}.onnx"
+            # exactly the blocks' nodes go float, reading the INT8 blocks around them dequantized (a block boundary)
+            quantize_static_qdq(fp32_path, files[key], calib_images, config.calib_method, exclude=kept_float,
+                                calibration_cache=tmp / "calibration.json", float_blocks=[node for b in float_blocks for node in b.nodes])
+        return files[key]
+
+    def build(float_blocks: list) -> Runtime:
+        if backend == "openvino":
+            return OpenVinoRuntime(file_for(float_blocks), config.threads, "f32", "openvino")
+        return OrtRuntime(file_for(float_blocks), config.threads, "onnxruntime")
+
+    def rank_build(float_blocks: list) -> Runtime:
+        # the ranking only orders the trials: onnxruntime computes the file's ONNX semantics without a compile per file
+        return OrtRuntime(file_for(float_blocks), config.threads, "onnxruntime")
+
+    # the fp32 reference as in `auto`: the export on onnxruntime, which export_onnx checked against PyTorch
+    reference = runtime_predictions(OrtRuntime(fp32_path, config.threads, "onnxruntime"), test.images)
+    search = blocks.BlockSearchConfig(batch_size=config.batch_size, budget_s=config.block_budget_s)
+    result = blocks.search_blocks(
+        found, build, _auto_predictor(test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
+        tuple(calib_images.shape[1:]), search, rank_build=rank_build,
+    )
+    record = {
+        "blocks": len(found),
+        "float_blocks": [b.name for b in result.float_blocks],
+        "decisions": blocks.decision_table(result.decisions),
+        "all_int8_ms": result.start_ms,
+        "searched_ms": result.final_ms,
+        "gain": result.final_gain,
+        "noise": result.final_noise,
+        "result": result.final_reason or "every block stays INT8: nothing to compare",
+        "seconds": time.perf_counter() - start,
+        "budget_s": config.block_budget_s,
+        "conditions": (
+            f"{backend}, batch {config.batch_size}, random inputs; per block the current model and the one with that block in float, "
+            f"{search.min_rounds}-{search.rounds} interleaved A/B rounds (order swapped each round) of at least {search.repeats} calls; "
+            f"float kept only if faster by more than max(noise, {100 * search.min_gain:.0f}%) with top-1 within the limit, "
+            f"or if it brings an INT8 model outside the limit back up; accuracy on the {test.spec.name} test split ({len(test)} images)"
+        ),
+    }
+    return files[frozenset(b.name for b in result.float_blocks)], record
+
+
 def _auto_backends(config: QuantConfig) -> list[str]:
     """Runtimes `auto` considers: both ONNX engines, and torchao when asked for (or when QAT needs it)."""
     return ["onnxruntime", "openvino"] + (["torchao"] if config.auto_torchao or config.mode == "qat" else [])
 
 
-def _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig) -> list[Candidate]:
-    """fp32 deployments of every runtime first, then the INT8 ones (only those the mode produced)."""
+def _auto_candidates(model, backends, fp32_path, int8_files, converted, example, config: QuantConfig) -> list[Candidate]:
+    """fp32 deployments of every runtime first, then the INT8 ones (only those the mode produced; `int8_files`: engine -> INT8 ONNX file)."""
+    int8_files = int8_files or {}
     candidates = [Candidate("onnxruntime", "fp32", lambda: OrtRuntime(fp32_path, config.threads, "onnxruntime"))]
     candidates.append(Candidate("openvino", "fp32", lambda: OpenVinoRuntime(fp32_path, config.threads, "f32", "openvino")))
     if "BF16" in _openvino_capabilities():
         candidates.append(Candidate("openvino", "bf16", lambda: OpenVinoRuntime(fp32_path, config.threads, "bf16", "openvino")))
-    if int8_onnx is not None:
-        candidates.append(Candidate("onnxruntime", "int8", lambda: OrtRuntime(int8_onnx, config.threads, "onnxruntime")))
-        candidates.append(Candidate("openvino", "int8", lambda: OpenVinoRuntime(int8_onnx, config.threads, "f32", "openvino")))
+    if int8_files.get("onnxruntime") is not None:
+        candidates.append(Candidate("onnxruntime", "int8", lambda: OrtRuntime(int8_files["onnxruntime"], config.threads, "onnxruntime")))
+    if int8_files.get("openvino") is not None:
+        candidates.append(Candidate("openvino", "int8", lambda: OpenVinoRuntime(int8_files["openvino"], config.threads, "f32", "openvino")))
     if converted is not None:
         from slimvision.quant import torchao_int8
 
@@ -299,7 +364,7 @@ def _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, 
     return [c for c in candidates if c.precision != "int8" or c.backend in backends]  # fp32 always competes
 
 
-def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
+def _auto_deployment(model, backends, fp32_path, int8_files, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
     """(summary, conditions) naming the fastest accurate deployment, fp32 or INT8, with every candidate's verdict."""
     start = time.perf_counter()
     # The fp32 reference runs on onnxruntime: export_onnx has checked that file against PyTorch (max abs
@@ -308,7 +373,7 @@ def _auto_deployment(model, backends, fp32_path, int8_onnx, converted, example, 
     phases = {"reference_s": time.perf_counter() - start}
     selection = SelectionConfig(batch_size=config.batch_size)
     winner, verdicts, _ = select_deployment(
-        _auto_candidates(model, backends, fp32_path, int8_onnx, converted, example, config),
+        _auto_candidates(model, backends, fp32_path, int8_files, converted, example, config),
         _auto_predictor(test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
         tuple(example.shape[1:]), selection, phases=phases,
     )
@@ -379,7 +444,7 @@ def _speedup_vs_fastest_fp32(winner, verdicts) -> tuple[float | None, str]:
     return best.screen_ms / winner.screen_ms, f"vs {best.name}, screening round (every fp32 runtime was pruned there)"
 
 
-def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
+def _measure_backends(model, backends, fp32_path, int8_files, converted, example, config: QuantConfig, test: TensorImageDataset, summary, conditions):
     """(summary, conditions) with every backend timed and scored on `test`, and the chosen one named in `summary`."""
     input_size = tuple(example.shape[1:])
     eager = TorchRuntime(model, "torch eager")
@@ -392,7 +457,7 @@ def _measure_backends(model, backends, fp32_path, int8_onnx, converted, example,
         if backend == "torchao":
             candidates[backend] = _torchao_rows(model, converted, example, test, reference, timed)
         else:
-            base, quant, extra = _onnx_rows(backend, fp32_path, int8_onnx, config, test, reference, timed)
+            base, quant, extra = _onnx_rows(backend, fp32_path, (int8_files or {}).get(backend), config, test, reference, timed)
             candidates[backend] = (base, quant)
             extra_rows += extra
     _time_rows(timed, input_size, config.repeats)
