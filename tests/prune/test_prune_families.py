@@ -360,6 +360,21 @@ def test_reshapes_that_move_channels_out_of_dim_1_are_recognised(shapes, regroup
     assert regroups_channels(shapes) is regroups
 
 
+def test_only_graphs_traced_for_prune_are_cut_at_splits_and_head_reshapes():
+    import torch_pruning as tp
+
+    from slimvision.prune.patterns import _no_channels, traced_forward
+
+    def cut_nodes(model: nn.Module, **trace) -> set:
+        graph = tp.DependencyGraph().build_dependency(model.eval(), torch.randn(1, *INPUT), **trace)
+        graph.get_pruning_group(model.stem[0], tp.prune_conv_out_channels, [0])  # updates the index mappings
+        return {node.type for node in graph.module2node.values() for dep in node.dependencies if dep.index_mapping[0] is _no_channels}
+
+    for model, op in ((MobileViTLike(), tp.ops.OPTYPE.SPLIT), (EfficientFormerV2Like(), tp.ops.OPTYPE.RESHAPE)):
+        assert cut_nodes(model) == set()  # e.g. CHEX's own graph: torch-pruning's mappings as they are
+        assert cut_nodes(model, forward_fn=traced_forward) == {op}
+
+
 def test_channel_shuffle_is_kept_and_the_inner_branch_is_pruned(registered):
     model = _randomised(ShuffleNetLike())
     result = prune(model, torch.randn(1, *INPUT), PruneConfig(method="l1", channel_ratio=0.5))

@@ -50,24 +50,28 @@ if not getattr(index_mapping.update_reshape_index_mapping, "slimvision_wrapped",
     index_mapping.update_reshape_index_mapping = _unmappable_reshape_tolerant(index_mapping.update_reshape_index_mapping)
 
 
-RESHAPE_SHAPES = "slimvision_reshape_shapes"  # key in an autograd node's metadata: (input shape, output shape)
+RECORDED = "slimvision_recorded"  # key in an autograd node's metadata: (input shape, output shape(s))
 
 
 class _ReshapeShapeRecorder(TorchFunctionMode):
-    """Writes the input and output shape of every view/reshape onto the autograd node it creates.
+    """Writes the input and output shapes of every view/reshape/split onto the autograd node it creates.
 
     torch-pruning sees a reshape only as an autograd node; its own check of the shapes reads
     `grad_fn._saved_self_sizes`, which PyTorch 2 no longer has, so every reshape between layers of
-    different widths is mapped as a flatten. The shapes recorded here tell the reshapes apart.
+    different widths is mapped as a flatten. The shapes recorded here tell the reshapes apart, and
+    mark the graphs traced for `prune` (other users of torch-pruning's graph, e.g. CHEX, are not cut).
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        grad_fn = getattr(out, "grad_fn", None) if isinstance(out, torch.Tensor) else None
-        if grad_fn is not None and args and isinstance(args[0], torch.Tensor):
-            name = grad_fn.name().lower()
-            if "view" in name or "reshape" in name:  # the grad_fns torch-pruning turns into reshape nodes
-                grad_fn.metadata.setdefault(RESHAPE_SHAPES, (tuple(args[0].shape), tuple(out.shape)))
+        if not args or not isinstance(args[0], torch.Tensor):
+            return out
+        outputs = out if isinstance(out, (tuple, list)) else (out,)
+        grad_fn = getattr(outputs[0], "grad_fn", None) if outputs and isinstance(outputs[0], torch.Tensor) else None
+        if grad_fn is not None and any(word in grad_fn.name().lower() for word in ("view", "reshape", "split")):
+            # the grad_fns torch-pruning turns into reshape and split nodes
+            shapes = tuple(tuple(o.shape) for o in outputs if isinstance(o, torch.Tensor))
+            grad_fn.metadata.setdefault(RECORDED, (tuple(args[0].shape), shapes[0] if len(shapes) == 1 else shapes))
         return out
 
 
@@ -102,20 +106,25 @@ def _no_channels(idxs):
     return []
 
 
+def _recorded_shapes(node):
+    """(input shape, output shape(s)) `traced_forward` recorded for `node`, or None."""
+    metadata = getattr(node.grad_fn, "metadata", None)
+    return metadata.get(RECORDED) if metadata else None
+
+
 def _fixed_channel_reason(node) -> str | None:
     """Why torch-pruning cannot slice channels through `node` (a fixed-size split, a reshape that regroups channels)."""
     if node.type == tp.ops.OPTYPE.SPLIT:
         return "split into fixed sizes"
-    if node.type == tp.ops.OPTYPE.RESHAPE:
-        metadata = getattr(node.grad_fn, "metadata", None) or {}
-        if regroups_channels(metadata.get(RESHAPE_SHAPES)):
-            return "reshape that regroups channels (e.g. into attention heads)"
+    if node.type == tp.ops.OPTYPE.RESHAPE and regroups_channels(_recorded_shapes(node)):
+        return "reshape that regroups channels (e.g. into attention heads)"
     return None
 
 
 def cut_unsliceable_ops(graph) -> None:
     """Make torch-pruning's group search stop at every op whose channels we keep whole (splits into
     fixed sizes, reshapes that regroup channels): the group still reaches the op, so the guard sees it.
+    Only ops traced through `traced_forward` are cut.
 
     Why: through a reshape into heads torch-pruning applies flatten index mappings (each channel
     becomes `stride` indices), and they chain along q -> matmul -> softmax -> matmul -> v, so the index
@@ -126,10 +135,7 @@ def cut_unsliceable_ops(graph) -> None:
     revisit nodes too (MobileViTv2: thousands of revisits, seconds per group).
     """
     for node in graph.module2node.values():
-        reason = getattr(node, "slimvision_fixed", None)
-        if reason is None:
-            reason = node.slimvision_fixed = _fixed_channel_reason(node) or ""
-        if reason:
+        if _recorded_shapes(node) is not None and _fixed_channel_reason(node):
             for dep in node.dependencies:
                 dep.index_mapping = [_no_channels, None]
 
@@ -206,8 +212,7 @@ def own_bare_parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
 def _fixed_channel_op(node) -> str | None:
     if getattr(node, "slimvision_unmapped", False):
         return "reshape that regroups channels (e.g. a channel shuffle)"
-    reason = getattr(node, "slimvision_fixed", None)  # set by cut_unsliceable_ops before every group search
-    return _fixed_channel_reason(node) if reason is None else reason or None
+    return _fixed_channel_reason(node)
 
 
 @dataclass
