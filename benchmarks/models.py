@@ -167,8 +167,6 @@ def int8_one(key: str, args: argparse.Namespace) -> dict:
     size = args.int8_size
     extra = {"img_size": size} if key in SIZED_BY_INPUT else {}
     train, test = int8_data(args.int8_data, size, args.int8_test)
-    if MODELS_TO_SWEEP[key][0] == FUSED:  # a user builder gets only the kwargs written for it, not the data's channels
-        extra["in_chans"] = train.spec.in_chans
     seed_everything(0)
     model, _, _ = resolve_model(model_source(key, extra), num_classes=10, in_chans=train.spec.in_chans)
     row: dict = {"model": key, "int8_data": args.int8_data, "int8_size": size, "int8_test": len(test)}
