@@ -47,6 +47,7 @@ from slimvision.data import get_dataset
 from slimvision.data.base import DataSpec, TensorImageDataset
 from slimvision.io import ArchSpec, load_artifact, resolve_model, save_artifact
 from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
+from slimvision.merge.soups import recalibrate_batchnorm
 from slimvision.models import ModelSource, create_model
 from slimvision.prune import PruneConfig, prune
 from slimvision.quant import QuantConfig, quantize
@@ -181,6 +182,9 @@ def int8_one(key: str, args: argparse.Namespace) -> dict:
     row["int8_train_steps"] = trainer.step
     row["train_s"] = time.perf_counter() - start
     row["train_loss"] = fit.final.get("train_loss")
+    if args.int8_bn_refresh:  # running statistics with momentum 0.01 are still mostly their init after a short run
+        recalibrate_batchnorm(model, train, batches=len(train) // 128 + 1)
+        row["bn_recalibrated"] = True
     model = model.eval()
     for backend in ("onnxruntime", "openvino"):
         try:
@@ -394,7 +398,7 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
             lines.append(f"| {key} | {row.get('int8_data', '-')} | {row.get('int8_size', '-')} | - | - | failed: {row.get('error', row.get('onnxruntime_error', '?'))[:80]} | - | - | - | - | - | - | - | {row.get('load', '')} |")
             continue
         lines.append(
-            f"| {key} | {row.get('int8_data', 'digits-hard')} | {row['int8_size']} | {row['int8_train_steps']} | {row['train_s']:.0f} | {row['accuracy_fp32']:.3f} | "
+            f"| {key} | {row.get('int8_data', 'digits-hard')}{', BN re-estimated' if row.get('bn_recalibrated') else ''} | {row['int8_size']} | {row['int8_train_steps']} | {row['train_s']:.0f} | {row['accuracy_fp32']:.3f} | "
             f"{_int8_cells(row, 'onnxruntime')} | {_int8_cells(row, 'openvino')} | {row.get('int8_test', '-')} | {row.get('load', '')} |"
         )
     public = [r["model"] for r in rows if r.get("source")]
@@ -453,6 +457,7 @@ def main() -> None:
     parser.add_argument("--int8-epochs", type=int, default=3)
     parser.add_argument("--int8-steps", type=int, default=60, help="--int8: batches of 64 per epoch")
     parser.add_argument("--int8-data", default="digits", help="--int8: digits (1 channel), digits-rgb (digits with the gray channel copied into 3, for builders fixed to RGB) or digits-hard")
+    parser.add_argument("--int8-bn-refresh", action="store_true", help="--int8: after training, re-estimate BatchNorm statistics as the plain average over the training set")
     parser.add_argument("--int8-test", type=int, default=1000, help="--int8: digits-hard test images scored")
     parser.add_argument("--int8-repeats", type=int, default=10, help="--int8: timed runs per latency")
     parser.add_argument("--speedup-order", action="store_true", help="run the resnet56 timing-order check instead of the sweep")
