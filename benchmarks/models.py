@@ -428,7 +428,9 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "load 9-10, 2026-11-28 22:33 UTC): efficientformerv2_s0 4.8 s (a second `get_all_groups` 0.3 s, 43 groups); "
         "mobilevitv2_050 33.9 s + 31.4 s with the code before the change (main at f53c4c9), 2.6 s + 0.1 s after (the same 37 groups). A whole "
         "`prune` of mobilevitv2_050 to 50% MACs took 504 s in the sweep before (load 6.8) and 148 s after (22:43 UTC, load 10, "
-        "outside the sweep), keeping the same 0.496 of the MACs and 0.525 of the params (reload difference 0).",
+        "outside the sweep), keeping the same 0.496 of the MACs and 0.525 of the params (reload difference 0). Re-pruned "
+        "outside the sweep after the change, deit_tiny_patch16_224 (0.502 MACs / 0.504 params) and shufflenet_v2_x1_0 "
+        "(0.495 / 0.518) keep exactly their rows' ratios; their rows above are from before the change.",
         f"- INT8 rows: {len(measured)} of {len(MODELS_TO_SWEEP)} ({', '.join(measured) or 'none'}); resnet18's (digits-hard, "
         "100 steps) is at chance and says nothing about agreement; fastvit_t8 and repvit_m0_9 first failed (20:44 UTC) because "
         "the sweep did not pass the 1-channel `in_chans` to the file builder (a user builder then got only the kwargs written for "
@@ -437,7 +439,18 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "(1-minute load 6-18 during those runs; the load column is its value at each start), so their INT8 speed-ups are noisy too. "
         "The torchvision builders (mobilenet_v2, mobilenet_v3_small, efficientnet_b0, shufflenet_v2_x1_0) take 3 channels, so they "
         "needed digits-hard, where a short run stayed near chance (resnet18 above); they train on `digits-rgb` instead, the same "
-        f"85 steps at 32 px as the timm rows. Not measured: {', '.join(k for k in MODELS_TO_SWEEP if k not in measured) or 'none'}.",
+        "85 steps at 32 px as the timm rows (2026-11-28 from 22:42 UTC, up to three runs side by side at nice 10 beside other jobs, load 9-12, "
+        "so train s and speed-ups are noisy). mobilenet_v3_small first scored 0.097 fp32 top-1 after those 85 steps although "
+        "its training loss had reached 0.05: torchvision's MobileNetV3 uses BatchNorm momentum 0.01, so after 85 steps the "
+        "running statistics used in evaluation are still 0.99^85 = 43% their initial values (INT8 then agreed 1.000 with an "
+        "fp32 model that predicts one class, which says nothing). "
+        + ("Its row above is a second run of the same training followed by `--int8-bn-refresh` (BatchNorm statistics "
+           "re-estimated as the plain average over the training set, `slimvision.merge.soups.recalibrate_batchnorm`), marked "
+           "in the data column. " if by_model.get("mobilenet_v3_small", {}).get("bn_recalibrated") else
+           "Its row above is that run; a second run with `--int8-bn-refresh` (BatchNorm statistics re-estimated over the "
+           "training set) did not finish in the time available. ")
+        + 
+        f"Not measured: {', '.join(k for k in MODELS_TO_SWEEP if k not in measured) or 'none'}.",
     ]
     out = RESULTS / "models.md"
     out.write_text("\n".join(lines) + "\n")
