@@ -44,8 +44,10 @@ import numpy as np
 import torch
 
 from slimvision.data import get_dataset
+from slimvision.data.base import DataSpec, TensorImageDataset
 from slimvision.io import ArchSpec, load_artifact, resolve_model, save_artifact
 from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
+from slimvision.merge.soups import recalibrate_batchnorm
 from slimvision.models import ModelSource, create_model
 from slimvision.prune import PruneConfig, prune
 from slimvision.quant import QuantConfig, quantize
@@ -139,15 +141,33 @@ def sweep_one(key: str, rounds: int, repeats: int, threads: int, batches: tuple[
     return row
 
 
+RGB_SUFFIX = "-rgb"  # --int8-data digits-rgb: digits with the gray channel copied into 3, for builders that take RGB
+
+
+def rgb_view(dataset) -> TensorImageDataset:
+    """`dataset` (1 channel) with its channel replicated 3 times: the same digits for builders fixed to RGB input."""
+    spec = dataset.spec
+    rgb_spec = DataSpec(spec.name, spec.num_classes, 3, spec.image_size, spec.mean * 3, spec.std * 3, {**spec.options, "replicated_channels": 3})
+    return TensorImageDataset(dataset.images[:].repeat(1, 3, 1, 1), dataset.labels, rgb_spec, dataset.split)
+
+
+def int8_data(name: str, size: int, test_size: int):
+    """(train, test) for --int8-data `name`; a name ending in -rgb is that dataset's 3-channel view."""
+    base = name.removesuffix(RGB_SUFFIX)
+    sizes = {"test_size": test_size} if base == "digits-hard" else {}
+    train, test = get_dataset(base, "train", size), get_dataset(base, "test", size, **sizes)
+    if name.endswith(RGB_SUFFIX):
+        if train.spec.in_chans != 1:
+            raise SystemExit(f"--int8-data {name}: {base} already has {train.spec.in_chans} channels")
+        train, test = rgb_view(train), rgb_view(test)
+    return train, test
+
+
 def int8_one(key: str, args: argparse.Namespace) -> dict:
-    """Train `key` briefly on digits-hard at `args.int8_size` px, then INT8 on onnxruntime and OpenVINO via `quantize`."""
+    """Train `key` briefly on `args.int8_data` at `args.int8_size` px, then INT8 on onnxruntime and OpenVINO via `quantize`."""
     size = args.int8_size
     extra = {"img_size": size} if key in SIZED_BY_INPUT else {}
-    sizes = {"test_size": args.int8_test} if args.int8_data == "digits-hard" else {}
-    train = get_dataset(args.int8_data, "train", size)
-    test = get_dataset(args.int8_data, "test", size, **sizes)
-    if MODELS_TO_SWEEP[key][0] == FUSED:  # a user builder gets only the kwargs written for it, not the data's channels
-        extra["in_chans"] = train.spec.in_chans
+    train, test = int8_data(args.int8_data, size, args.int8_test)
     seed_everything(0)
     model, _, _ = resolve_model(model_source(key, extra), num_classes=10, in_chans=train.spec.in_chans)
     row: dict = {"model": key, "int8_data": args.int8_data, "int8_size": size, "int8_test": len(test)}
@@ -162,6 +182,9 @@ def int8_one(key: str, args: argparse.Namespace) -> dict:
     row["int8_train_steps"] = trainer.step
     row["train_s"] = time.perf_counter() - start
     row["train_loss"] = fit.final.get("train_loss")
+    if args.int8_bn_refresh:  # running statistics with momentum 0.01 are still mostly their init after a short run
+        recalibrate_batchnorm(model, train, batches=len(train) // 128 + 1)
+        row["bn_recalibrated"] = True
     model = model.eval()
     for backend in ("onnxruntime", "openvino"):
         try:
@@ -294,7 +317,8 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "    PYTHONPATH=src nice -n 10 python benchmarks/models.py [--only NAME ...] [--batches 1 32] [--rounds R --repeats N]",
         "    PYTHONPATH=src nice -n 10 python benchmarks/models.py --int8 --int8-data digits --int8-size 32 --int8-epochs 5 --int8-repeats 10 [--only NAME ...]",
         "",
-        "(the resnet18 INT8 row: `--int8 --int8-data digits-hard --int8-size 32 --int8-epochs 2 --int8-steps 50 --int8-test 500 --int8-repeats 10`)",
+        "(the resnet18 INT8 row: `--int8 --int8-data digits-hard --int8-size 32 --int8-epochs 2 --int8-steps 50 --int8-test 500 --int8-repeats 10`; "
+        "the other torchvision rows: `--int8 --int8-data digits-rgb --int8-size 32 --int8-epochs 5 --int8-repeats 10 --only NAME ...`)",
         "",
         "Every model is taken through a public model source, as a user names it for `--model` (`torchvision:NAME`, `timm:NAME`, "
         "or, for the re-parameterisable models, the file builder `benchmarks/reparam_builders.py:timm_fused` with "
@@ -311,7 +335,9 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "load 4, 23-50 ms: such ratios measure the scheduler, not the model; the raw medians are in models.jsonl); `-` = not measured in the time available. "
         "The rows measured 2026-11-28 20:53-21:30 UTC (load 2-9) ran at nice 10 beside other jobs and beside this sweep's own INT8 "
         "training, batch 1 only (`--rounds 2 --repeats 3 --batches 1`): a resnet18 batch-1 call took 0.6-1.6 s there, so their "
-        "latency ratios (including reloaded/in-memory) are scheduler noise too. `source` is `earlier run` for rows measured "
+        "latency ratios (including reloaded/in-memory) are scheduler noise too. The efficientformerv2_s0 row (22:35 UTC, load 9-10, "
+        "nice 10 beside other training jobs, `--rounds 2 --repeats 3 --batches 1 32`) is no better: an unpruned batch-1 call took 0.9 s. "
+        "`source` is `earlier run` for rows measured "
         "before the sweep used the public model sources: the same torchvision/timm builder calls, registered under private zoo names.",
         "",
         "| model | family | source | params | MACs | MACs kept | params kept | runs | reloads | speed-up b1 | speed-up b32 | reloaded/in-memory b1 | rounds x runs | prune time | load | measured |",
@@ -346,8 +372,9 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "",
         "Protocol: training 13 models at 224 px is not affordable on this shared 2-core CPU machine, so each model is trained "
         f"from random init at reduced resolution ({', '.join(f'{s}x{s}' for s in sizes) or '-'} px) on real handwritten digits: "
-        "`digits` (sklearn's 8x8 digits upsampled, 1 channel, 1,078 training / 360 test images; timm models only, since "
-        "torchvision builders take 3 channels) or `digits-hard` (the same digits rendered in colour with affine warps, clutter "
+        "`digits` (sklearn's 8x8 digits upsampled, 1 channel, 1,078 training / 360 test images), `digits-rgb` (the same "
+        "images with the gray channel copied into 3, for the torchvision builders, which take 3 channels; "
+        "`--int8-data digits-rgb`) or `digits-hard` (the same digits rendered in colour with affine warps, clutter "
         "and blur, 20k training images), for the listed number of AdamW steps of batch 64 (lr 1e-3 with warm-up and cosine "
         "decay, no augmentation). Short training, so the fp32 top-1 is listed: agreement means something only where it is "
         "well above chance (0.10); the digits-hard run of resnet18 (100 steps) stayed at chance. Models whose position "
@@ -371,7 +398,7 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
             lines.append(f"| {key} | {row.get('int8_data', '-')} | {row.get('int8_size', '-')} | - | - | failed: {row.get('error', row.get('onnxruntime_error', '?'))[:80]} | - | - | - | - | - | - | - | {row.get('load', '')} |")
             continue
         lines.append(
-            f"| {key} | {row.get('int8_data', 'digits-hard')} | {row['int8_size']} | {row['int8_train_steps']} | {row['train_s']:.0f} | {row['accuracy_fp32']:.3f} | "
+            f"| {key} | {row.get('int8_data', 'digits-hard')}{', BN re-estimated' if row.get('bn_recalibrated') else ''} | {row['int8_size']} | {row['int8_train_steps']} | {row['train_s']:.0f} | {row['accuracy_fp32']:.3f} | "
             f"{_int8_cells(row, 'onnxruntime')} | {_int8_cells(row, 'openvino')} | {row.get('int8_test', '-')} | {row.get('load', '')} |"
         )
     public = [r["model"] for r in rows if r.get("source")]
@@ -383,25 +410,47 @@ def write_table(rows: list[dict], int8_rows: list[dict] = ()) -> Path:
         "",
         f"- Pruning rows measured through the public model sources: {len(public)} of {len(MODELS_TO_SWEEP)} ({', '.join(public) or 'none'}); "
         f"from the earlier run: {', '.join(earlier) or 'none'}; missing: {', '.join(k for k in MODELS_TO_SWEEP if k not in public + earlier) or 'none'}.",
-        "- efficientformerv2_s0 at 224x224 (2026-11-28 19:33-20:26 UTC, load 15-26): torch-pruning had not finished building "
-        "its dependency graph for the first trial after 53 minutes (`DependencyGraph.get_all_groups`, in the index mapping of "
-        "the flattened attention tokens); the run was stopped. A second attempt at 64x64 (`img_size=64`) was still in the "
-        "same call after 24 minutes (20:27-20:51 UTC) when it was stopped too. A third attempt at 224x224 under `timeout 600` "
-        "(21:02-21:12 UTC, load 7-9) was stopped by the timeout; py-spy stack dumps at 3, 5, 7 and 9 minutes were all inside "
-        "torch-pruning's `DependencyGraph.get_all_groups` -> `get_pruning_group` (graph.py:236), in `_FlattenIndexMapping` "
-        "(index_mapping.py:37/42), i.e. still in the first `MetaPruner` construction of the first trial: each channel index of a "
-        "conv feeding a flatten is expanded to one index per token (e.g. root channel 88 -> indices 416, 417, ...) and the "
-        "propagation goes on (`Group.has_pruning_op` compares index lists by order, and the reverse mapping rebuilds them "
-        "through a set, which may explain revisits; not verified). So efficientformerv2_s0 has no pruning row: whether it "
-        "reaches 0.50 is not known.",
+        "- efficientformerv2_s0 before the fix (2026-11-28 19:33-21:12 UTC): three attempts (224x224 for 53 minutes, 64x64 "
+        "for 24 minutes, 224x224 under `timeout 600`) never finished torch-pruning's first group search "
+        "(`DependencyGraph.get_all_groups` -> `get_pruning_group`, in `_FlattenIndexMapping`). Cause: torch-pruning's shape "
+        "check for reshapes reads `grad_fn._saved_self_sizes`, which PyTorch 2 no longer has, so every reshape between layers "
+        "of different widths got a flatten index mapping, including the reshape of the q/k/v feature maps into "
+        "[B, heads, key_dim, H*W]; these mappings chain along q -> matmul -> softmax -> matmul -> v, so each one multiplies "
+        "the index list by its stride (up to 16,384 indices per entry here; in a small test block a 32-channel q conv gives "
+        "16,384, a 48-channel one 82,944), and the search revisits a node whenever it arrives with a different list, "
+        "comparing it with every entry collected so far. "
+        "Measured at 224x224 on 2026-11-28 22:10 UTC (load 2-9): each q/k group search of the attention blocks ran past a "
+        "20 s limit (11 of them), the v groups took 1.5-2 s each. Now slimvision records the reshape shapes while "
+        "torch-pruning traces and stops the search at reshapes that move channels out of dim 1 and at fixed-size splits "
+        "(their groups were kept whole anyway; see docs/prune.md): the attention blocks keep q, k, v and their inner "
+        "channels, the rest is pruned.",
+        "- Graph build after that change (one `MetaPruner` construction = trace + every group search, l1, 224x224, nice 10, "
+        "load 9-10, 2026-11-28 22:33 UTC): efficientformerv2_s0 4.8 s (a second `get_all_groups` 0.3 s, 43 groups); "
+        "mobilevitv2_050 33.9 s + 31.4 s with the code before the change (main at f53c4c9), 2.6 s + 0.1 s after (the same 37 groups). A whole "
+        "`prune` of mobilevitv2_050 to 50% MACs took 504 s in the sweep before (load 6.8) and 148 s after (22:43 UTC, load 10, "
+        "outside the sweep), keeping the same 0.496 of the MACs and 0.525 of the params (reload difference 0). Re-pruned "
+        "outside the sweep after the change, deit_tiny_patch16_224 (0.502 MACs / 0.504 params) and shufflenet_v2_x1_0 "
+        "(0.495 / 0.518) keep exactly their rows' ratios; their rows above are from before the change.",
         f"- INT8 rows: {len(measured)} of {len(MODELS_TO_SWEEP)} ({', '.join(measured) or 'none'}); resnet18's (digits-hard, "
         "100 steps) is at chance and says nothing about agreement; fastvit_t8 and repvit_m0_9 first failed (20:44 UTC) because "
-        "the sweep did not pass the 1-channel `in_chans` to the file builder (a user builder gets only the kwargs written for "
-        "it); with that fixed they were re-run from 20:53 UTC (digits, 32 px, 85 steps) and their rows above are from that run. "
+        "the sweep did not pass the 1-channel `in_chans` to the file builder (a user builder then got only the kwargs written for "
+        "it; it now also gets the data's `num_classes`/`in_chans` when its signature names them); with that fixed they were re-run from 20:53 UTC (digits, 32 px, 85 steps) and their rows above are from that run. "
         "The same 85 steps took 7-24 s when the machine was quiet (load < 2, 21:27-21:35 UTC) and 480-1456 s at nice 10 while the machine was loaded "
-        "(1-minute load 6-18 during those runs; the load column is its value at each start), so their INT8 speed-ups are noisy too. Not measured: the torchvision models "
-        "(mobilenet_v2, mobilenet_v3_small, efficientnet_b0, shufflenet_v2_x1_0), whose builders take 3 channels and so "
-        "need digits-hard, where a short run stays near chance (resnet18 above).",
+        "(1-minute load 6-18 during those runs; the load column is its value at each start), so their INT8 speed-ups are noisy too. "
+        "The torchvision builders (mobilenet_v2, mobilenet_v3_small, efficientnet_b0, shufflenet_v2_x1_0) take 3 channels, so they "
+        "needed digits-hard, where a short run stayed near chance (resnet18 above); they train on `digits-rgb` instead, the same "
+        "85 steps at 32 px as the timm rows (2026-11-28 from 22:42 UTC, up to three runs side by side at nice 10 beside other jobs, load 9-12, "
+        "so train s and speed-ups are noisy). mobilenet_v3_small first scored 0.097 fp32 top-1 after those 85 steps although "
+        "its training loss had reached 0.05: torchvision's MobileNetV3 uses BatchNorm momentum 0.01, so after 85 steps the "
+        "running statistics used in evaluation are still 0.99^85 = 43% their initial values (INT8 then agreed 1.000 with an "
+        "fp32 model that predicts one class, which says nothing). "
+        + ("Its row above is a second run of the same training followed by `--int8-bn-refresh` (BatchNorm statistics "
+           "re-estimated as the plain average over the training set, `slimvision.merge.soups.recalibrate_batchnorm`), marked "
+           "in the data column. " if by_model.get("mobilenet_v3_small", {}).get("bn_recalibrated") else
+           "Its row above is that run; a second run with `--int8-bn-refresh` (BatchNorm statistics re-estimated over the "
+           "training set) did not finish in the time available. ")
+        + 
+        f"Not measured: {', '.join(k for k in MODELS_TO_SWEEP if k not in measured) or 'none'}.",
     ]
     out = RESULTS / "models.md"
     out.write_text("\n".join(lines) + "\n")
@@ -420,7 +469,8 @@ def main() -> None:
     parser.add_argument("--int8-size", type=int, default=64, help="--int8: image size for training, calibration and evaluation")
     parser.add_argument("--int8-epochs", type=int, default=3)
     parser.add_argument("--int8-steps", type=int, default=60, help="--int8: batches of 64 per epoch")
-    parser.add_argument("--int8-data", default="digits", help="--int8: digits (1 channel: timm models only) or digits-hard")
+    parser.add_argument("--int8-data", default="digits", help="--int8: digits (1 channel), digits-rgb (digits with the gray channel copied into 3, for builders fixed to RGB) or digits-hard")
+    parser.add_argument("--int8-bn-refresh", action="store_true", help="--int8: after training, re-estimate BatchNorm statistics as the plain average over the training set")
     parser.add_argument("--int8-test", type=int, default=1000, help="--int8: digits-hard test images scored")
     parser.add_argument("--int8-repeats", type=int, default=10, help="--int8: timed runs per latency")
     parser.add_argument("--speedup-order", action="store_true", help="run the resnet56 timing-order check instead of the sweep")

@@ -39,7 +39,7 @@ def models_py(tmp_path):
 def test_file_source_is_recorded_and_rebuilt_in_a_new_process_elsewhere(models_py, tmp_path, monkeypatch):
     monkeypatch.chdir(models_py.parent)
     model, arch, meta = resolve_model(ModelSource("models.py:build", {"num_classes": 3}), num_classes=10)
-    assert meta == {} and model[-1].out_features == 3  # user kwargs win; no data defaults are forced on a builder
+    assert meta == {} and model[-1].out_features == 3  # user kwargs win over the data's
     assert (arch.source, arch.model, arch.kwargs) == ("file", f"{models_py}:build", {"num_classes": 3})
     save_artifact(model.eval(), arch, tmp_path / "art", {"data": {"name": "synthetic", "num_classes": 10, "in_chans": 1, "image_size": 8, "mean": [0.5], "std": [0.25]}})
     recorded = json.loads((tmp_path / "art" / "arch.json").read_text())
@@ -105,6 +105,32 @@ def test_pickled_objects_and_mismatched_weights_are_refused(models_py, tmp_path)
     torch.save(other.state_dict(), tmp_path / "w4.pt")
     with pytest.raises(ArtifactError, match=r"0.weight has shape \(4, 1, 3, 3\), architecture expects \(8, 1, 3, 3\)"):
         resolve_model(ModelSource(f"{models_py}:build", weights=str(tmp_path / "w4.pt")))
+
+
+def test_a_builder_gets_the_data_defaults_its_signature_names(tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(
+        "import torch.nn as nn\n"
+        "def named(num_classes=10, in_chans=1, width=4):\n"
+        "    return nn.Sequential(nn.Conv2d(in_chans, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))\n"
+        "def classes_only(num_classes=10):\n"
+        "    return named(num_classes=num_classes)\n"
+        "def anything(**kwargs):\n"
+        "    return named(**kwargs)\n"
+    )
+    _, arch, _ = resolve_model(f"{path}:named", num_classes=4, in_chans=3)
+    assert arch.kwargs == {"num_classes": 4, "in_chans": 3}
+    model = load_artifact_roundtrip(arch, tmp_path / "named")
+    assert model[0].in_channels == 3 and model[-1].out_features == 4
+    assert resolve_model(f"{path}:classes_only", num_classes=4, in_chans=3)[1].kwargs == {"num_classes": 4}
+    assert resolve_model(f"{path}:anything", num_classes=4, in_chans=3)[1].kwargs == {}
+    assert resolve_model(ModelSource(f"{path}:named", {"in_chans": 1}), num_classes=4, in_chans=3)[1].kwargs == {"in_chans": 1, "num_classes": 4}
+
+
+def load_artifact_roundtrip(arch: ArchSpec, directory: Path) -> nn.Module:
+    """The module `arch` builds, saved and loaded back (the recorded kwargs rebuild it)."""
+    save_artifact(arch.build().eval(), arch, directory, input_size=(arch.kwargs.get("in_chans", 1), 8, 8))
+    return load_artifact(directory).model
 
 
 def test_source_mistakes_give_hints(tmp_path, models_py):

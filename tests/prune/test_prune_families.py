@@ -1,7 +1,7 @@
 """Pruning across model families, without timm/torchvision: tiny self-written models with the
 structures that broke real architectures (LayerScale, channel shuffle, fused-qkv attention,
-a [1, d, d] split, SE + hardswish, a BatchNorm subclass, cls_token/pos_embed), each pruned to 50%
-of its MACs, saved, reloaded and run."""
+a [1, d, d] split, SE + hardswish, a BatchNorm subclass, cls_token/pos_embed, conv attention whose
+q/k/v feature maps are reshaped into heads), each pruned to 50% of its MACs, saved, reloaded and run."""
 
 from __future__ import annotations
 
@@ -165,6 +165,54 @@ class MobileViTLike(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class ConvAttention(nn.Module):
+    """EfficientFormerV2's attention on a feature map: 1x1 conv q/k/v reshaped into heads x tokens,
+    a learned bias per head and token distance, talking-head convs, a depthwise branch on v."""
+
+    def __init__(self, dim: int, key_dim: int = 16, num_heads: int = 4, attn_ratio: int = 2, resolution: int = 4):
+        super().__init__()
+        self.num_heads, self.scale = num_heads, key_dim ** -0.5
+        qk_dim, self.v_dim = key_dim * num_heads, attn_ratio * key_dim * num_heads
+        self.q = nn.Sequential(nn.Conv2d(dim, qk_dim, 1), nn.BatchNorm2d(qk_dim))
+        self.k = nn.Sequential(nn.Conv2d(dim, qk_dim, 1), nn.BatchNorm2d(qk_dim))
+        self.v = nn.Sequential(nn.Conv2d(dim, self.v_dim, 1), nn.BatchNorm2d(self.v_dim))
+        self.v_local = nn.Sequential(nn.Conv2d(self.v_dim, self.v_dim, 3, padding=1, groups=self.v_dim), nn.BatchNorm2d(self.v_dim))
+        self.talking_head1 = nn.Conv2d(num_heads, num_heads, 1)
+        self.talking_head2 = nn.Conv2d(num_heads, num_heads, 1)
+        self.attention_biases = nn.Parameter(torch.randn(num_heads, resolution * resolution) * 0.1)
+        pos = torch.stack(torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")).flatten(1)
+        distance = (pos[:, :, None] - pos[:, None, :]).abs()
+        self.register_buffer("bias_idxs", distance[0] * resolution + distance[1], persistent=False)
+        self.proj = nn.Sequential(nn.GELU(), nn.Conv2d(self.v_dim, dim, 1), nn.BatchNorm2d(dim))
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        q = self.q(x).reshape(b, self.num_heads, -1, h * w).permute(0, 1, 3, 2)
+        k = self.k(x).reshape(b, self.num_heads, -1, h * w)
+        v = self.v(x)
+        v_local = self.v_local(v)
+        v = v.reshape(b, self.num_heads, -1, h * w).permute(0, 1, 3, 2)
+        attn = (q @ k) * self.scale + self.attention_biases[:, self.bias_idxs]
+        attn = self.talking_head2(self.talking_head1(attn).softmax(dim=-1))
+        x = (attn @ v).transpose(2, 3).reshape(b, self.v_dim, h, w) + v_local
+        return self.proj(x)
+
+
+class EfficientFormerV2Like(nn.Module):
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 4, 4), nn.BatchNorm2d(width), nn.GELU())
+        self.attn = ConvAttention(width)
+        self.mlp = nn.Sequential(nn.Conv2d(width, 4 * width, 1), nn.GELU(), nn.Conv2d(4 * width, width, 1), nn.BatchNorm2d(width))
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.attn(x)
+        x = x + self.mlp(x)
+        return self.fc(x.mean((2, 3)))
+
+
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -225,6 +273,7 @@ FAMILIES = {
     "family_mobilevit": MobileViTLike,
     "family_mobilenetv3": MobileNetV3Like,
     "family_bn_subclass": CNNWithBatchNormSubclass,
+    "family_conv_attention": EfficientFormerV2Like,
 }
 
 
@@ -247,6 +296,7 @@ def _randomised(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_family_prunes_to_half_the_macs_saves_reloads_and_runs(name, registered, tmp_path):
     torch.manual_seed(0)
@@ -278,6 +328,51 @@ def test_fixed_size_split_keeps_its_channels_and_says_why(registered):
     result = prune(model, torch.randn(1, *INPUT), PruneConfig(method="l1", channel_ratio=0.5))
     assert result.model.attn.qkv_proj.out_channels == 1 + 2 * result.model.attn.embed_dim
     assert any("attn.qkv_proj" in line and "split" in line for line in result.kept_layers), result.kept_layers
+
+
+@pytest.mark.timeout(90)  # without the cut at the reshape into heads, torch-pruning's group search does not end
+def test_conv_attention_reshaped_into_heads_keeps_q_k_v_and_prunes_the_rest(registered):
+    model = _randomised(EfficientFormerV2Like())
+    result = prune(model, torch.randn(1, *INPUT), PruneConfig(method="l1", channel_ratio=0.5))
+    attn = result.model.attn
+    assert (attn.q[0].out_channels, attn.k[0].out_channels, attn.v[0].out_channels) == (64, 64, 128)
+    assert attn.q[0].in_channels == result.model.stem[0].out_channels < 32  # the residual stream is pruned
+    assert result.model.mlp[0].out_channels < 128
+    assert any(line.startswith("attn.q.0:") and "regroups channels" in line for line in result.kept_layers), result.kept_layers
+
+
+@pytest.mark.parametrize(
+    "shapes, regroups",
+    [
+        (((2, 64, 4, 4), (2, 4, 16, 16)), True),  # channels into heads
+        (((2, 4, 32, 16), (2, 128, 4, 4)), True),  # heads back into channels
+        (((2, 32, 4, 4), (2, 2, 16, 4, 4)), True),  # a channel shuffle's view
+        (((2, 32, 4, 4), (2, 32, 16)), False),  # tokens flattened, channels stay
+        (((2, 32, 4, 4), (2, 512)), False),  # flattened whole for a Linear
+        (((2, 32, 1, 1), (2, 32)), False),
+        (((32,), (1, 32, 1, 1)), False),  # a LayerScale gamma viewed for broadcasting
+        (((2, 16, 96), (2, 16, 3, 4, 8)), False),  # a ViT's fused qkv: no [B, C, H, W] side
+    ],
+)
+def test_reshapes_that_move_channels_out_of_dim_1_are_recognised(shapes, regroups):
+    from slimvision.prune.patterns import regroups_channels
+
+    assert regroups_channels(shapes) is regroups
+
+
+def test_only_graphs_traced_for_prune_are_cut_at_splits_and_head_reshapes():
+    import torch_pruning as tp
+
+    from slimvision.prune.patterns import _no_channels, traced_forward
+
+    def cut_nodes(model: nn.Module, **trace) -> set:
+        graph = tp.DependencyGraph().build_dependency(model.eval(), torch.randn(1, *INPUT), **trace)
+        graph.get_pruning_group(model.stem[0], tp.prune_conv_out_channels, [0])  # updates the index mappings
+        return {node.type for node in graph.module2node.values() for dep in node.dependencies if dep.index_mapping[0] is _no_channels}
+
+    for model, op in ((MobileViTLike(), tp.ops.OPTYPE.SPLIT), (EfficientFormerV2Like(), tp.ops.OPTYPE.RESHAPE)):
+        assert cut_nodes(model) == set()  # e.g. CHEX's own graph: torch-pruning's mappings as they are
+        assert cut_nodes(model, forward_fn=traced_forward) == {op}
 
 
 def test_channel_shuffle_is_kept_and_the_inner_branch_is_pruned(registered):

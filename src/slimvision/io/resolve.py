@@ -6,6 +6,7 @@ and builds, this module adds artifact directories and user weights (tensors only
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ import torch.nn as nn
 from slimvision.errors import ArtifactError, ConfigError
 from slimvision.io.artifact import META_FILE, ArchSpec, is_artifact_dir, load_artifact, load_state_file, load_weights_into, read_json
 from slimvision.models import MODELS
-from slimvision.models.sources import TIMM, TORCHVISION, ZOO, ModelSource, check_json_kwargs, parse_model_source
+from slimvision.models.sources import TIMM, TORCHVISION, ZOO, ModelSource, check_json_kwargs, import_builder, parse_model_source
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 # Data-derived defaults a builder receives when the user did not set them: our zoo and timm take
-# both, torchvision only the class count; user builders get exactly the kwargs the user wrote.
-DATA_DEFAULTS = {ZOO: ("num_classes", "in_chans"), TIMM: ("num_classes", "in_chans"), TORCHVISION: ("num_classes",)}
+# both, torchvision only the class count; a user's builder those of the two its signature names.
+DATA_KEYS = ("num_classes", "in_chans")
+DATA_DEFAULTS = {ZOO: DATA_KEYS, TIMM: DATA_KEYS, TORCHVISION: ("num_classes",)}
 
 
 def resolve_model(source: str | Path | ModelSource, **data_defaults: Any) -> tuple[nn.Module, ArchSpec, dict[str, Any]]:
@@ -59,10 +61,27 @@ def source_arch(source: str | ModelSource, **data_defaults: Any) -> ArchSpec:
     if kind == ZOO:
         _check_zoo_name(source.spec)
     kwargs = dict(check_json_kwargs(source.kwargs))
-    for key in DATA_DEFAULTS.get(kind, ()):
-        if data_defaults.get(key) is not None:
-            kwargs.setdefault(key, data_defaults[key])
+    given = {key: value for key, value in data_defaults.items() if value is not None and key not in kwargs}
+    if given:
+        for key in _data_keys(kind, target):
+            if key in given:
+                kwargs[key] = given[key]
     return ArchSpec(target, kwargs, source=kind)
+
+
+def _data_keys(kind: str, target: str) -> tuple[str, ...]:
+    """The data defaults a builder takes: fixed per library; for a user's builder, those its signature names.
+
+    A builder that takes only **kwargs gets none (it may pass them on to something that rejects them).
+    """
+    if kind in DATA_DEFAULTS:
+        return DATA_DEFAULTS[kind]
+    try:
+        parameters = inspect.signature(import_builder(kind, target)).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return ()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(key for key in DATA_KEYS if key in parameters and parameters[key].kind in named)
 
 
 def load_user_weights(model: nn.Module, weights: str | Path) -> None:

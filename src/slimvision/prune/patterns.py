@@ -9,6 +9,8 @@ such an op leaves a model that no longer runs. This module
 - lists the bare parameters (LayerScale gamma, cls_token, pos_embed) with their channel dim;
 - wraps the importance so a group that flows through a split or a reshape torch-pruning could not
   map keeps its channels (the group is skipped, recorded with its reason);
+- stops torch-pruning's group search at those ops (`cut_unsliceable_ops`), since the group is kept
+  whole anyway and following a reshape into heads can take hours (see `regroups_channels`);
 - finds, after pruning, the layer whose forward failed.
 """
 
@@ -21,6 +23,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 import torch_pruning as tp
+from torch.overrides import TorchFunctionMode
 from torch_pruning.dependency import index_mapping
 
 # Leaf modules whose parameters torch-pruning slices itself (subclasses included).
@@ -45,6 +48,112 @@ def _unmappable_reshape_tolerant(original):
 
 if not getattr(index_mapping.update_reshape_index_mapping, "slimvision_wrapped", False):
     index_mapping.update_reshape_index_mapping = _unmappable_reshape_tolerant(index_mapping.update_reshape_index_mapping)
+
+
+RECORDED = "slimvision_recorded"  # key in an autograd node's metadata: (input shape, output shape(s))
+
+
+class _ReshapeShapeRecorder(TorchFunctionMode):
+    """Writes the input and output shapes of every view/reshape/split onto the autograd node it creates.
+
+    torch-pruning sees a reshape only as an autograd node; its own check of the shapes reads
+    `grad_fn._saved_self_sizes`, which PyTorch 2 no longer has, so every reshape between layers of
+    different widths is mapped as a flatten. The shapes recorded here tell the reshapes apart, and
+    mark the graphs traced for `prune` (other users of torch-pruning's graph, e.g. CHEX, are not cut).
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not args or not isinstance(args[0], torch.Tensor):
+            return out
+        outputs = out if isinstance(out, (tuple, list)) else (out,)
+        grad_fn = getattr(outputs[0], "grad_fn", None) if outputs and isinstance(outputs[0], torch.Tensor) else None
+        if grad_fn is not None and any(word in grad_fn.name().lower() for word in ("view", "reshape", "split")):
+            # the grad_fns torch-pruning turns into reshape and split nodes
+            shapes = tuple(tuple(o.shape) for o in outputs if isinstance(o, torch.Tensor))
+            grad_fn.metadata.setdefault(RECORDED, (tuple(args[0].shape), shapes[0] if len(shapes) == 1 else shapes))
+        return out
+
+
+def traced_forward(model: nn.Module, example_inputs: torch.Tensor) -> torch.Tensor:
+    """The forward pass torch-pruning traces (its `forward_fn`), with reshape shapes recorded."""
+    with _ReshapeShapeRecorder():
+        return model(example_inputs)
+
+
+def regroups_channels(shapes: tuple[tuple[int, ...], tuple[int, ...]] | None) -> bool:
+    """True if a reshape (input shape, output shape) moves the channels of a [B, C, H, W] tensor out of dim 1.
+
+    E.g. [B, heads * d, H, W] -> [B, heads, d, H * W] (conv attention) or the way back, or the
+    view of a channel shuffle. Keeping C as dim 1 (flattening or splitting H and W) and flattening
+    [B, C, H, W] whole into [B, C * H * W] (before a Linear) are what torch-pruning can map, and so
+    is adding or dropping dims of size 1 (LayerScale's gamma.view(1, -1, 1, 1)).
+    """
+    if shapes is None:
+        return False
+    if [size for size in shapes[0] if size != 1] == [size for size in shapes[1] if size != 1]:
+        return False
+    for conv, other in (shapes, shapes[::-1]):
+        if len(conv) == 4:
+            batch, channels, height, width = conv
+            if tuple(other[:2]) != (batch, channels) and tuple(other) != (batch, channels * height * width):
+                return True
+    return False
+
+
+def _no_channels(idxs):
+    """An index mapping that maps every channel to none: torch-pruning stops following the dependency."""
+    return []
+
+
+def _recorded_shapes(node):
+    """(input shape, output shape(s)) `traced_forward` recorded for `node`, or None."""
+    metadata = getattr(node.grad_fn, "metadata", None)
+    return metadata.get(RECORDED) if metadata else None
+
+
+def _fixed_channel_reason(node) -> str | None:
+    """Why torch-pruning cannot slice channels through `node` (a fixed-size split, a reshape that regroups channels)."""
+    if node.type == tp.ops.OPTYPE.SPLIT:
+        return "split into fixed sizes"
+    if node.type == tp.ops.OPTYPE.RESHAPE and regroups_channels(_recorded_shapes(node)):
+        return "reshape that regroups channels (e.g. into attention heads)"
+    return None
+
+
+def cut_unsliceable_ops(graph) -> None:
+    """Make torch-pruning's group search stop at every op whose channels we keep whole (splits into
+    fixed sizes, reshapes that regroup channels): the group still reaches the op, so the guard sees it.
+    Only ops traced through `traced_forward` are cut.
+
+    Why: through a reshape into heads torch-pruning applies flatten index mappings (each channel
+    becomes `stride` indices), and they chain along q -> matmul -> softmax -> matmul -> v, so the index
+    lists multiply in length (the 32-channel q conv of a small test block ends with lists of 16,384
+    indices, 82,944 with 48 channels); a node is also visited again whenever it is reached with a
+    different index list, and each visit compares its list with every entry collected so far.
+    EfficientFormerV2 did not finish one group search in an hour. A split [1, d, d] makes the walk
+    revisit nodes too (MobileViTv2: thousands of revisits, seconds per group).
+    """
+    for node in graph.module2node.values():
+        if _recorded_shapes(node) is not None and _fixed_channel_reason(node):
+            for dep in node.dependencies:
+                dep.index_mapping = [_no_channels, None]
+
+
+def _cutting_unsliceable_ops(original):
+    """torch-pruning's index mapping update, followed by `cut_unsliceable_ops`."""
+
+    def update(graph):
+        original(graph)
+        cut_unsliceable_ops(graph)
+
+    update.slimvision_wrapped = True
+    return update
+
+
+if not getattr(index_mapping.update_index_mapping, "slimvision_wrapped", False):
+    # graph.py calls it as index_mapping.update_index_mapping, before every group search
+    index_mapping.update_index_mapping = _cutting_unsliceable_ops(index_mapping.update_index_mapping)
 
 
 @dataclass
@@ -101,11 +210,9 @@ def own_bare_parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
 
 
 def _fixed_channel_op(node) -> str | None:
-    if node.type == tp.ops.OPTYPE.SPLIT:
-        return "split into fixed sizes"
     if getattr(node, "slimvision_unmapped", False):
         return "reshape that regroups channels (e.g. a channel shuffle)"
-    return None
+    return _fixed_channel_reason(node)
 
 
 @dataclass
@@ -156,7 +263,8 @@ def ungroupable_layers(model: nn.Module, example_inputs: torch.Tensor, customize
     so collecting the group of a layer upstream of it raises; those layers must be kept whole.
     """
     graph = tp.DependencyGraph().build_dependency(
-        model, example_inputs, unwrapped_parameters=bare_parameters(model), customized_pruners=customized_pruners
+        model, example_inputs, forward_fn=traced_forward, unwrapped_parameters=bare_parameters(model),
+        customized_pruners=customized_pruners,
     )
     names = {module: name for name, module in model.named_modules()}
     failed = {}

@@ -22,7 +22,7 @@ from slimvision.measure import count_macs, count_params
 from slimvision.prune.criteria import CRITERIA, Criterion
 from slimvision.prune.patterns import (
     GuardedImportance, KeptGroups, bare_parameters, broken_layer, find_attention_blocks, own_bare_parameters,
-    ungroupable_layers, update_attention_attributes,
+    traced_forward, ungroupable_layers, update_attention_attributes,
 )
 from slimvision.prune.shortcut import CUSTOM_PRUNERS
 
@@ -151,6 +151,7 @@ def build_pruner(
         return tp.pruner.MetaPruner(
             model,
             example_inputs,
+            forward_fn=traced_forward,  # records reshape shapes, so reshapes into heads are recognised
             importance=GuardedImportance(criterion.importance(), names, kept if kept is not None else KeptGroups(), ignored_params),
             global_pruning=config.global_pruning,
             pruning_ratio=ratio,
