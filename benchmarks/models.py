@@ -139,8 +139,8 @@ def sweep_one(key: str, rounds: int, repeats: int, threads: int, batches: tuple[
     return row
 
 
-def int8_one(key: str, args: argparse.Namespace) -> dict:
-    """Train `key` briefly on digits-hard at `args.int8_size` px, then INT8 on onnxruntime and OpenVINO via `quantize`."""
+def int8_trained(key: str, args: argparse.Namespace):
+    """(model in eval mode, train split, test split, row) after `key`'s short training on `args.int8_data` at `args.int8_size` px."""
     size = args.int8_size
     extra = {"img_size": size} if key in SIZED_BY_INPUT else {}
     sizes = {"test_size": args.int8_test} if args.int8_data == "digits-hard" else {}
@@ -162,7 +162,12 @@ def int8_one(key: str, args: argparse.Namespace) -> dict:
     row["int8_train_steps"] = trainer.step
     row["train_s"] = time.perf_counter() - start
     row["train_loss"] = fit.final.get("train_loss")
-    model = model.eval()
+    return model.eval(), train, test, row
+
+
+def int8_one(key: str, args: argparse.Namespace) -> dict:
+    """Train `key` briefly (`int8_trained`), then INT8 on onnxruntime and OpenVINO via `quantize`."""
+    model, train, test, row = int8_trained(key, args)
     for backend in ("onnxruntime", "openvino"):
         try:
             quant = quantize(model, train, QuantConfig(backend=backend, threads=args.threads, repeats=args.int8_repeats, calib_samples=128), evaluation=test)
