@@ -31,6 +31,7 @@ Needs timm and torchvision (a separate environment, see docs/prune.md):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from slimvision.data import get_dataset
+from slimvision.data.base import TensorImageDataset
 from slimvision.io import ArchSpec, load_artifact, resolve_model, save_artifact
 from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
 from slimvision.models import ModelSource, create_model
@@ -139,13 +141,22 @@ def sweep_one(key: str, rounds: int, repeats: int, threads: int, batches: tuple[
     return row
 
 
+def sweep_split(name: str, split: str, size: int, **options) -> TensorImageDataset:
+    """A split of `name`; "digits-rgb" is digits with its gray channel repeated 3 times, for models built for RGB input."""
+    if name != "digits-rgb":
+        return get_dataset(name, split, size, **options)
+    gray = get_dataset("digits", split, size)
+    spec = dataclasses.replace(gray.spec, name="digits-rgb", in_chans=3, mean=gray.spec.mean * 3, std=gray.spec.std * 3)
+    return TensorImageDataset(gray.images.repeat(1, 3, 1, 1), gray.labels, spec, split)
+
+
 def int8_trained(key: str, args: argparse.Namespace):
     """(model in eval mode, train split, test split, row) after `key`'s short training on `args.int8_data` at `args.int8_size` px."""
     size = args.int8_size
     extra = {"img_size": size} if key in SIZED_BY_INPUT else {}
     sizes = {"test_size": args.int8_test} if args.int8_data == "digits-hard" else {}
-    train = get_dataset(args.int8_data, "train", size)
-    test = get_dataset(args.int8_data, "test", size, **sizes)
+    train = sweep_split(args.int8_data, "train", size)
+    test = sweep_split(args.int8_data, "test", size, **sizes)
     if MODELS_TO_SWEEP[key][0] == FUSED:  # a user builder gets only the kwargs written for it, not the data's channels
         extra["in_chans"] = train.spec.in_chans
     seed_everything(0)
@@ -425,7 +436,7 @@ def main() -> None:
     parser.add_argument("--int8-size", type=int, default=64, help="--int8: image size for training, calibration and evaluation")
     parser.add_argument("--int8-epochs", type=int, default=3)
     parser.add_argument("--int8-steps", type=int, default=60, help="--int8: batches of 64 per epoch")
-    parser.add_argument("--int8-data", default="digits", help="--int8: digits (1 channel: timm models only) or digits-hard")
+    parser.add_argument("--int8-data", default="digits", help="--int8: digits (1 channel: timm models only), digits-rgb (digits repeated to 3 channels) or digits-hard")
     parser.add_argument("--int8-test", type=int, default=1000, help="--int8: digits-hard test images scored")
     parser.add_argument("--int8-repeats", type=int, default=10, help="--int8: timed runs per latency")
     parser.add_argument("--speedup-order", action="store_true", help="run the resnet56 timing-order check instead of the sweep")

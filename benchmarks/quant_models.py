@@ -1,7 +1,7 @@
 """Peer comparison on the model sweep: `quantize --backend auto` vs NNCF + OpenVINO vs the best fp32 runtime.
 
 For each model of `models.MODELS_TO_SWEEP` (its short training, `models.int8_trained`, at 32 px: digits for
-timm and file-built models, digits-hard (RGB) for torchvision ones), in one process:
+timm and file-built models, digits-rgb (digits, gray repeated to 3 channels) for torchvision ones), in one process:
   (a) ours: `slimvision.quant.quantize(model, train, QuantConfig(backend="auto"), evaluation=test)`, the
       deployment it picks (fp32 or INT8, onnxruntime or OpenVINO) at batch 32;
   (b) NNCF PTQ (`nncf.quantize`, default preset) on the OpenVINO model read from the same fp32 ONNX file,
@@ -45,10 +45,10 @@ SAME_DEPLOYMENT = {"onnxruntime fp32": "onnxruntime fp32", "openvino fp32": "ope
 
 
 def data_for(key: str, requested: str) -> str:
-    """The training data of `key`: torchvision models take 3 channels (digits-hard), the others 1 (digits)."""
+    """The training data of `key`: torchvision models take 3 channels (digits-rgb), the others 1 (digits)."""
     if requested != "auto":
         return requested
-    return "digits-hard" if MODELS_TO_SWEEP[key][0].startswith("torchvision:") else "digits"
+    return "digits-rgb" if MODELS_TO_SWEEP[key][0].startswith("torchvision:") else "digits"
 
 
 def compare_one(key: str, args: argparse.Namespace, work: Path) -> dict:
@@ -166,7 +166,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "# INT8 peer comparison on the model sweep: auto vs NNCF + OpenVINO vs the best fp32 runtime",
         "",
         "Per model: brief training (benchmarks/models.py's `int8_trained`: AdamW lr 1e-3, batch 64, no augmentation) at 32x32 "
-        "(digits for timm and file-built models, digits-hard RGB for torchvision ones), then in one process: "
+        "(digits for timm and file-built models; digits-rgb, the same images with the gray channel repeated 3 times, for torchvision ones), then in one process: "
         "`quantize(model, train, QuantConfig(backend='auto', batch_size=32))` (ours; it chooses among onnxruntime / OpenVINO fp32 and INT8 "
         "by its own timing at batch 32), NNCF PTQ (default preset) on the OpenVINO model read from the same fp32 ONNX, calibrated on the same "
         f"{sample.get('calib_samples', args.calib_samples)} images, and the fp32 runtimes (onnxruntime fp32, OpenVINO f32, OpenVINO bf16 only if the CPU reports BF16). "
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=None, help="compare only these sweep models (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=32, help="image size for training, calibration, evaluation and timing")
-    parser.add_argument("--data", default="auto", help="training data: auto (digits-hard for torchvision models, else digits), digits or digits-hard")
+    parser.add_argument("--data", default="auto", help="training data: auto (digits-rgb for torchvision models, else digits), digits, digits-rgb or digits-hard")
     parser.add_argument("--test-size", type=int, default=500, help="digits-hard test images scored")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=25, help="batches of 64 per epoch")
