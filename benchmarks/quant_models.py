@@ -149,7 +149,8 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         detail += [
             f"### {key}", "",
             f"Trained {row['int8_train_steps']} steps on {row['int8_data']} {row['int8_size']} px ({row['train_s']:.0f} s); auto took {row['auto_s']:.0f} s, NNCF {row['nncf_s']:.0f} s; "
-            f"load average before / after: {row['load_before']} / {row['load_after']}; started {row['started']}.",
+            f"load average before / after: {row['load_before']} / {row['load_after']}; started {row['started']}; "
+            f"timing: {row.get('rounds', '?')} interleaved rounds x {row.get('repeats', '?')} calls after {row.get('warmup', '?')} warm-up calls, per batch size.",
             "",
             markdown_table(["runtime", f"top-1 ({row['int8_test']} test images)", "bs1 ms", "bs32 ms"],
                            [[n, f"{acc[n]:.4f}", f"{row['latency_ms'][n]['1']:.2f}", f"{row['latency_ms'][n]['32']:.2f}"] for n in names]),
@@ -178,7 +179,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "When auto deploys an fp32 runtime and that runtime is also the fastest fp32 row, the two rows are the same deployment "
         "timed twice: the fp32 check is met by construction and their ratio shows the timing noise.",
         "",
-        "**Small budget, shared machine**: few rounds of few calls each (see each row's command in quant_models.jsonl), two "
+        "**Small budget, shared machine**: few rounds of few calls each (5 rounds x 5 calls by default; each model's line says), two "
         "other timed jobs on the same 2 cores (load averages per model below). Ratios between runtimes hold better than the "
         "absolute milliseconds, but single rounds were disturbed; treat differences under ~10% as noise. Models are trained "
         "only briefly, so their fp32 top-1 is modest for some.",
