@@ -170,7 +170,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "(digits for timm and file-built models; digits-rgb, the same images with the gray channel repeated 3 times, for torchvision ones), then in one process: "
         "`quantize(model, train, QuantConfig(backend='auto', batch_size=32))` (ours; it chooses among onnxruntime / OpenVINO fp32 and INT8 "
         "by its own timing at batch 32), NNCF PTQ (default preset) on the OpenVINO model read from the same fp32 ONNX, calibrated on the same "
-        f"{sample.get('calib_samples', args.calib_samples)} images, and the fp32 runtimes (onnxruntime fp32, OpenVINO f32, OpenVINO bf16 only if the CPU reports BF16). "
+        f"{sample.get('calib_samples', args.calib_samples)} images (given to NNCF as batches of 32; it warns that the 4 items are fewer than its subset_size and uses them all), and the fp32 runtimes (onnxruntime fp32, OpenVINO f32, OpenVINO bf16 only if the CPU reports BF16). "
         "Afterwards all of them are timed in the same interleaved rounds (order rotated each round; median of the round medians), "
         "batch 1 and 32, random inputs, static batch shapes on OpenVINO, threads pinned; top-1 on the test split.",
         "",
