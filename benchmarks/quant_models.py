@@ -40,6 +40,7 @@ RAW = RESULTS / "quant_models.jsonl"
 BATCHES = (1, 32)
 ACCURACY_POINTS = 1.0  # the acceptance: top-1 within 1 point of fp32
 PEER_MARGIN = 0.05  # the acceptance: within 5% of NNCF + OpenVINO's latency, or faster
+CHANCE_LEVEL = 0.2  # 10 classes: an fp32 top-1 below this means the short training did not take, so top-1 agreement says nothing
 FP32_RUNTIMES = ("onnxruntime fp32", "openvino f32", "openvino bf16")
 SAME_DEPLOYMENT = {"onnxruntime fp32": "onnxruntime fp32", "openvino fp32": "openvino f32", "openvino bf16": "openvino bf16"}  # auto's name -> row
 
@@ -142,7 +143,8 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         summary.append([
             key, row["auto"]["deployment"], *cells,
             f"{acc['onnxruntime fp32']:.3f} / {acc[v['ours']]:.3f} / {acc['nncf + openvino int8']:.3f}",
-            f"{v['top1_drop_points']:+.1f} {_yes(v['top1_ok'])}" if v['top1_drop_points'] else f"0.0 {_yes(v['top1_ok'])}",
+            (f"{v['top1_drop_points']:+.1f} {_yes(v['top1_ok'])}" if v['top1_drop_points'] else f"0.0 {_yes(v['top1_ok'])}")
+            + (" (fp32 at chance level: not informative)" if acc["onnxruntime fp32"] < CHANCE_LEVEL else ""),
             f"{row['int8_data']}, {row['int8_train_steps']} steps",
         ])
         names = list(row["latency_ms"])
@@ -243,7 +245,8 @@ def main() -> None:
                 row = compare_one(key, args, Path(tmp))
             except Exception as exc:  # recorded; the sweep goes on
                 traceback.print_exc()
-                row = {"model": key, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+                where = traceback.extract_tb(exc.__traceback__)[-1].filename.split("site-packages/")[-1]
+                row = {"model": key, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (raised in {where})"}
         row.update(command=command_line(), calib_samples=args.calib_samples, rounds=args.rounds, repeats=args.repeats, warmup=args.warmup)
         with RAW.open("a") as handle:
             handle.write(json.dumps(row, default=float) + "\n")
