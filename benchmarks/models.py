@@ -163,8 +163,8 @@ def int8_data(name: str, size: int, test_size: int):
     return train, test
 
 
-def int8_one(key: str, args: argparse.Namespace) -> dict:
-    """Train `key` briefly on `args.int8_data` at `args.int8_size` px, then INT8 on onnxruntime and OpenVINO via `quantize`."""
+def int8_trained(key: str, args: argparse.Namespace):
+    """(model in eval mode, train split, test split, row) after `key`'s short training on `args.int8_data` at `args.int8_size` px."""
     size = args.int8_size
     extra = {"img_size": size} if key in SIZED_BY_INPUT else {}
     train, test = int8_data(args.int8_data, size, args.int8_test)
@@ -185,7 +185,12 @@ def int8_one(key: str, args: argparse.Namespace) -> dict:
     if args.int8_bn_refresh:  # running statistics with momentum 0.01 are still mostly their init after a short run
         recalibrate_batchnorm(model, train, batches=len(train) // 128 + 1)
         row["bn_recalibrated"] = True
-    model = model.eval()
+    return model.eval(), train, test, row
+
+
+def int8_one(key: str, args: argparse.Namespace) -> dict:
+    """Train `key` briefly (`int8_trained`), then INT8 on onnxruntime and OpenVINO via `quantize`."""
+    model, train, test, row = int8_trained(key, args)
     for backend in ("onnxruntime", "openvino"):
         try:
             quant = quantize(model, train, QuantConfig(backend=backend, threads=args.threads, repeats=args.int8_repeats, calib_samples=128), evaluation=test)
