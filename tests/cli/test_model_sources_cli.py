@@ -106,7 +106,8 @@ def test_own_model_with_weights_in_profile_eval_export_and_distill(cli, project,
     )
     assert code == 0, err
     student = json.loads((project / "S" / "arch.json").read_text())
-    assert student["source"] == "file" and student["kwargs"] == {"width": 4}
+    # the builder names num_classes, not in_chans: it gets (and arch.json records) the data's class count only
+    assert student["source"] == "file" and student["kwargs"] == {"width": 4, "num_classes": 10}
     assert json.loads((project / "S" / "meta.json").read_text())["distill"]["teacher"] == "models.py:build"
 
 
@@ -114,7 +115,7 @@ def test_train_your_own_model_and_resume_from_another_directory(cli, project, tm
     code, out, err = cli("train", "--model", "models.py:build", "--model-kwargs", '{"width": 8}', "--data", "digits", "--epochs", "1", "--out", "T", "--json")
     assert code == 0, err
     arch = json.loads((project / "T" / "arch.json").read_text())
-    assert (arch["source"], arch["kwargs"]) == ("file", {"width": 8})
+    assert (arch["source"], arch["kwargs"]) == ("file", {"width": 8, "num_classes": 10})
     assert json.loads((project / "T" / "run.json").read_text())["model"] == f"{project / 'models.py'}:build"
     monkeypatch.chdir(tmp_path)
     code, out, err = cli("train", "--out", project / "T", "--resume", "--json")  # rebuilds models.py:build from run.json
