@@ -46,23 +46,25 @@ def nncf_quantize(args) -> None:
     import nncf
     import openvino as ov
 
+    from slimvision.quant.runtimes import openvino_core
+
     work = Path(args.work)
     calib = np.load(work / "calib.npy")
     dataset = nncf.Dataset([calib[i : i + 32] for i in range(0, len(calib), 32)])
-    ov.save_model(nncf.quantize(ov.Core().read_model(str(work / "fp32.onnx")), dataset, subset_size=len(calib)), str(work / "nncf.xml"))
+    ov.save_model(nncf.quantize(openvino_core().read_model(str(work / "fp32.onnx")), dataset, subset_size=len(calib)), str(work / "nncf.xml"))
     (work / "nncf_version.txt").write_text(nncf.__version__)
 
 
 def measure(args) -> None:
     import openvino as ov
 
-    from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime
+    from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, openvino_core
 
     class DynamicOpenVino:
         """What the runtime did before: one compile with a dynamic batch dimension."""
 
         def __init__(self, path: Path, threads: int):
-            core = ov.Core()
+            core = openvino_core()
             model = core.read_model(str(path))
             model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([-1, *model.inputs[0].get_partial_shape()[1:]])})
             config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}

@@ -24,6 +24,7 @@ from slimvision.data import load_splits
 from slimvision.io import resolve_model, source_meta
 from slimvision.quant.export import INPUT_NAME, export_onnx
 from slimvision.quant.onnx_int8 import quantize_static_qdq
+from slimvision.quant.runtimes import openvino_core
 
 
 def ort_literal(path: Path, threads: int):
@@ -39,9 +40,7 @@ def ort_literal(path: Path, threads: int):
 
 def openvino_runner(path: Path, threads: int, config: dict | None = None):
     """OpenVINO CPU with f32 inference precision (no bf16) plus any extra `config`."""
-    import openvino as ov
-
-    core = ov.Core()
+    core = openvino_core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, **(config or {})})
     request = compiled.create_infer_request()
     names = [i.get_any_name() for i in compiled.inputs]

@@ -25,7 +25,7 @@ from slimvision.io import load_artifact, save_artifact
 from slimvision.measure import pinned_threads
 from slimvision.prune import FinetuneConfig, PruneConfig, prune_artifact
 from slimvision.quant import QuantConfig, export_onnx, quantize_artifact
-from slimvision.quant.runtimes import OpenVinoRuntime, runtime_latency_ms, runtime_predictions
+from slimvision.quant.runtimes import OpenVinoRuntime, openvino_core, runtime_latency_ms, runtime_predictions
 from slimvision.train import TrainConfig
 from slimvision.train.run import RunSpec, train_run
 
@@ -36,7 +36,7 @@ def nncf_openvino(fp32_onnx: Path, calib: torch.Tensor, test, threads: int, repe
     import nncf
     import openvino as ov
 
-    model = ov.Core().read_model(str(fp32_onnx))
+    model = openvino_core().read_model(str(fp32_onnx))
     dataset = nncf.Dataset([calib[i : i + 32].numpy() for i in range(0, len(calib), 32)])
     quantized = nncf.quantize(model, dataset, subset_size=len(calib))
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ from slimvision.data import get_dataset
 from slimvision.io import load_artifact
 from slimvision.quant import export_onnx
 from slimvision.quant.onnx_int8 import quantize_static_qdq
-from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, runtime_latency_ms, runtime_predictions
+from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime, openvino_core, runtime_latency_ms, runtime_predictions
 from slimvision.train import TrainConfig
 from slimvision.train.run import RunSpec, train_run
 
@@ -34,7 +34,7 @@ def nncf_model(fp32_onnx: Path, calib: torch.Tensor, out: Path) -> Path:
     import openvino as ov
 
     dataset = nncf.Dataset([calib[i : i + 32].numpy() for i in range(0, len(calib), 32)])
-    ov.save_model(nncf.quantize(ov.Core().read_model(str(fp32_onnx)), dataset, subset_size=len(calib)), str(out))
+    ov.save_model(nncf.quantize(openvino_core().read_model(str(fp32_onnx)), dataset, subset_size=len(calib)), str(out))
     return out
 
 
