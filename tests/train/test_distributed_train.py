@@ -117,3 +117,23 @@ def test_torchrun_two_processes_match_one_process_qat(tmp_path):
     assert any(".activation_post_process.max_val" in k for k in one)  # the observers' ranges are compared too
     _assert_close(one, two)
     assert float(done.stdout.split("moved")[-1]) > 1e-3  # the fine-tune really moved the weights
+
+
+def test_process_group_frees_data_parallel_wrappers_left_in_reference_cycles(monkeypatch):
+    # A DDP wrapper that outlives the group is freed at interpreter shutdown, where gloo aborts the process.
+    import weakref
+    from types import SimpleNamespace
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from slimvision.train import distributed
+
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # take the torchrun path with a one-process group
+    with distributed.process_group():
+        holder = SimpleNamespace(wrapper=DistributedDataParallel(torch.nn.Linear(2, 2)))
+        holder.itself = holder  # the cycle a Trainer's bound loss method makes
+        wrapper = weakref.ref(holder.wrapper)
+        del holder
+    assert wrapper() is None
