@@ -53,7 +53,14 @@ def _conditions(config: BenchConfig) -> dict[str, Any]:
         cond.pop(volatile)
     cond["seeds"] = list(config.seeds)
     return {"kind": "header", "format": "slimvision-nas-bench/1", "conditions": cond,
-            "optimizer": "sgd momentum 0.9, cosine lr, no warmup", "environment": environment_record()}
+            "optimizer": _schedule(), "environment": environment_record()}
+
+
+def _schedule() -> str:
+    from slimvision.train import TrainConfig
+
+    defaults = TrainConfig()
+    return f"sgd momentum {defaults.momentum:g}, {defaults.warmup_epochs:g} epoch linear warm-up, then cosine lr"
 
 
 def _read_existing(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
