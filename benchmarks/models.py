@@ -43,11 +43,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimvision.data import get_dataset
+from slimvision.data import get_dataset, make_loader
 from slimvision.data.base import DataSpec, TensorImageDataset
 from slimvision.io import ArchSpec, load_artifact, resolve_model, save_artifact
 from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
-from slimvision.merge.soups import recalibrate_batchnorm
+from slimvision.train import recalibrate_batchnorm
 from slimvision.models import ModelSource, create_model
 from slimvision.prune import PruneConfig, prune
 from slimvision.quant import QuantConfig, quantize
@@ -183,7 +183,7 @@ def int8_trained(key: str, args: argparse.Namespace):
     row["train_s"] = time.perf_counter() - start
     row["train_loss"] = fit.final.get("train_loss")
     if args.int8_bn_refresh:  # running statistics with momentum 0.01 are still mostly their init after a short run
-        recalibrate_batchnorm(model, train, batches=len(train) // 128 + 1)
+        recalibrate_batchnorm(model, (images for images, _ in make_loader(train, 128)))
         row["bn_recalibrated"] = True
     return model.eval(), train, test, row
 

@@ -267,7 +267,7 @@ def recalibrate_active_subnet(supernet, batches) -> None:
     """Re-estimate the shared BN statistics for the active subnet as the plain average over `batches`.
 
     The supernet's sliced batch norm reads `momentum`, so momentum 1/(k+1) at batch k gives the
-    cumulative average (momentum None, what `recalibrate_bn` uses on extracted subnets, would leave
+    cumulative average (momentum None, what `recalibrate_batchnorm` uses on extracted subnets, would leave
     the sliced statistics untouched).
     """
     norms = [m for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)]

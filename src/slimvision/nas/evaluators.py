@@ -14,7 +14,7 @@ from slimvision.io import load_artifact
 from slimvision.measure import accuracy
 from slimvision.nas.evaluator import EVALUATORS, Evaluator
 from slimvision.nas.space import Arch, SearchSpace
-from slimvision.nas.supernet.shared import recalibrate_bn
+from slimvision.train.batchnorm import recalibrate_batchnorm
 from slimvision.train import Trainer, TrainConfig, seed_everything
 
 CALIBRATION_BATCHES = 8
@@ -41,7 +41,7 @@ class OneShotEvaluator(Evaluator):
         self.metric = metric
 
     def subnet(self, arch: Arch) -> torch.nn.Module:
-        return recalibrate_bn(self.supernet.extract(arch), self.calibration).eval()
+        return recalibrate_batchnorm(self.supernet.extract(arch), self.calibration).eval()
 
     @torch.no_grad()
     def score(self, arch: Arch) -> float:

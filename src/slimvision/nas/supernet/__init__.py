@@ -3,6 +3,5 @@
 from slimvision.nas.supernet.cell import CellSupernet
 from slimvision.nas.supernet.mbv2 import Mbv2Supernet
 from slimvision.nas.supernet.resnet import ResNetSupernet
-from slimvision.nas.supernet.shared import recalibrate_bn
 
-__all__ = ["CellSupernet", "Mbv2Supernet", "ResNetSupernet", "recalibrate_bn"]
+__all__ = ["CellSupernet", "Mbv2Supernet", "ResNetSupernet"]

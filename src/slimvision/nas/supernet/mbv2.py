@@ -3,7 +3,7 @@
 A subnet uses the leading channels of every shared weight and the centre of the 7x7 depthwise
 kernels (OFA's kernel-transform matrices are not used). `extract(arch)` copies those slices into a
 standalone `MbNet`; BN statistics are shared and must be re-calibrated per subnet
-(`slimvision.nas.supernet.shared.recalibrate_bn`), as in OFA/BigNAS.
+(`slimvision.train.recalibrate_batchnorm`), as in OFA/BigNAS.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every weight-sharing supernet needs: an active subnet, sliced batch norm, copying slices out, BN re-calibration."""
+"""What every weight-sharing supernet needs: an active subnet, sliced batch norm, copying slices out."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Supernet(nn.Module):
 def sliced_bn(x: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> torch.Tensor:
     """Batch norm over the leading `channels` of a shared BN layer (its statistics update in place)."""
     momentum = bn.momentum
-    if bn.training and momentum is None:  # cumulative average, as nn.BatchNorm2d does (recalibrate_bn sets this)
+    if bn.training and momentum is None:  # cumulative average, as nn.BatchNorm2d does (recalibrate_batchnorm sets this)
         bn.num_batches_tracked.add_(1)
         momentum = 1.0 / float(bn.num_batches_tracked)
     return F.batch_norm(
@@ -41,21 +41,3 @@ def sliced_bn(x: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> torch.Tenso
 def copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d, channels: int) -> None:
     for name in ("weight", "bias", "running_mean", "running_var"):
         getattr(target, name).copy_(getattr(source, name)[:channels])
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
-    """Reset BN running statistics and re-estimate them as the exact average over `batches`."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average = exact mean over the batches
-    was_training = model.training
-    model.train()
-    for batch in batches:
-        model(batch)
-    model.train(was_training)
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    return model
