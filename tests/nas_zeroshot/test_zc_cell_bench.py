@@ -57,3 +57,19 @@ def test_user_csv_table_is_read(tmp_path):
     bad.write_text("arch,score\n\"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|\",1\n")
     with pytest.raises(DataError):
         load_bench(bad)
+
+
+def test_a_table_built_at_another_resolution_is_scored_at_that_resolution(cli, tmp_path, monkeypatch):
+    out = tmp_path / "bench16.jsonl"
+    code, _, err = cli("nas", "bench", "build", "--n", "3", "--epochs", "1", "--seeds", "0", "--image-size", "16", "--out", str(out), "--json")
+    assert code == 0, err
+    header = json.loads(out.read_text().splitlines()[0])
+    assert header["conditions"]["image_size"] == 16
+    import slimvision.data
+
+    seen = []
+    real = slimvision.data.get_dataset
+    monkeypatch.setattr(slimvision.data, "get_dataset", lambda *a, **k: seen.append(k.get("image_size")) or real(*a, **k))
+    code, _, err = cli("nas", "correlate", "--bench", str(out), "--evaluators", "synflow", "--bootstrap", "10", "--json")
+    assert code == 0, err
+    assert seen == [16]  # the proxy sees the images the table's networks were trained on

@@ -21,6 +21,7 @@ def bench_build(
     n: int = typer.Option(200, help="Number of distinct architectures."),
     epochs: int = typer.Option(2, help="Training epochs per architecture and seed."),
     data: str = typer.Option("digits", help="Dataset."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=4, help="Train at this resolution (default: the dataset's own); recorded in the table, which correlate then uses."),
     out: Path = typer.Option(..., help="Output table (.jsonl, appended to; an interrupted build resumes)."),
     seeds: str = typer.Option("0,1", help="Comma-separated training seeds."),
     sample_seed: int = typer.Option(0, help="Seed of the architecture sampler."),
@@ -42,7 +43,7 @@ def bench_build(
         raise ConfigError(f"--shard {shard!r}: expected i/k, e.g. 0/2") from None
     if not 0 <= shard_index < shard_count:
         raise ConfigError(f"--shard {shard!r}: need 0 <= i < k")
-    config = BenchConfig(space=space, n=n, epochs=epochs, data=data, seeds=seed_list, sample_seed=sample_seed,
+    config = BenchConfig(space=space, n=n, epochs=epochs, data=data, image_size=image_size, seeds=seed_list, sample_seed=sample_seed,
                          channels=channels, lr=lr, threads=threads, shard=(shard_index, shard_count), progress=not json_out)
     result = build_bench(config, out)
     summary = {"path": str(result.path), "n_archs": result.n_archs, "n_new": result.n_new, "seconds": round(result.seconds, 1)}

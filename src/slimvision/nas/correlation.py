@@ -93,12 +93,13 @@ def correlate(config: CorrelateConfig) -> CorrelateResult:
         EVALUATORS.get(name)
     space_kwargs = {k: table.header.get("conditions", {}).get(k) for k in ("channels", "cells_per_stage")}
     space = SPACES.get("cell")(**{k: v for k, v in space_kwargs.items() if v is not None})
-    data = table.header.get("conditions", {}).get("data", "digits")
+    built = table.header.get("conditions", {})
+    data = {"data": built.get("data", "digits")} | ({"image_size": built["image_size"]} if built.get("image_size") else {})
     truth_all = np.array(table.accuracies(config.metric), dtype=float)
     results: dict[str, dict[str, Any]] = {}
     with progress_bar(config.progress) as progress:
         for name in config.evaluators:
-            evaluator = EVALUATORS.get(name)(space, **({"data": data, "bench": table} | config.context))
+            evaluator = EVALUATORS.get(name)(space, **(data | {"bench": table} | config.context))
             excluded = set(getattr(evaluator, "train_archs", ()))  # predictors never score their own training archs
             rows = [i for i, row in enumerate(table.rows) if row["arch"] not in excluded]
             task = progress.add_task(name, total=len(rows))
