@@ -7,7 +7,7 @@ timm and file-built models, digits-rgb (digits, gray repeated to 3 channels) for
   (b) NNCF PTQ (`nncf.quantize`, default preset) on the OpenVINO model read from the same fp32 ONNX file,
       calibrated on the same images as ours, compiled with a static batch shape as our OpenVINO runtime is;
   (c) the fp32 runtimes `auto` also considers: onnxruntime fp32, OpenVINO f32, and OpenVINO bf16 when the CPU has it.
-All of them are then timed in the same interleaved rounds (order rotated each round, median of the round
+All of them are then timed in the same interleaved rounds (order rotated and reversed every other round, median of the round
 medians) at batch 1 and 32 and scored on the test split. A model's row is appended to quant_models.jsonl
 and the table is rebuilt from the latest row of each model, so the sweep can be completed in pieces.
 
@@ -92,6 +92,7 @@ def compare_one(key: str, args: argparse.Namespace, work: Path) -> dict:
     row["latency_ms"] = {name: latency for name, latency in zip(runtimes, timed)}
     row["load_after"] = load_average()
     row["bf16_candidate"] = "openvino bf16" in runtimes
+    row["timing_order"] = "rotated and reversed every other round; onnxruntime without spin-waiting"
     return row
 
 
@@ -152,7 +153,8 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
             f"### {key}", "",
             f"Trained {row['int8_train_steps']} steps on {row['int8_data']} {row['int8_size']} px ({row['train_s']:.0f} s); auto took {row['auto_s']:.0f} s, NNCF {row['nncf_s']:.0f} s; "
             f"load average before / after: {row['load_before']} / {row['load_after']}; started {row['started']}; "
-            f"timing: {row.get('rounds', '?')} interleaved rounds x {row.get('repeats', '?')} calls after {row.get('warmup', '?')} warm-up calls, per batch size.",
+            f"timing: {row.get('rounds', '?')} interleaved rounds x {row.get('repeats', '?')} calls after {row.get('warmup', '?')} warm-up calls, per batch size; "
+            f"order {row.get('timing_order', 'rotated each round; onnxruntime spin-waiting (its default), which slows whatever runs right after it')}.",
             "",
             markdown_table(["runtime", f"top-1 ({row['int8_test']} test images)", "bs1 ms", "bs32 ms"],
                            [[n, f"{acc[n]:.4f}", f"{row['latency_ms'][n]['1']:.2f}", f"{row['latency_ms'][n]['32']:.2f}"] for n in names]),
@@ -173,7 +175,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "`quantize(model, train, QuantConfig(backend='auto', batch_size=32))` (ours; it chooses among onnxruntime / OpenVINO fp32 and INT8 "
         "by its own timing at batch 32), NNCF PTQ (default preset) on the OpenVINO model read from the same fp32 ONNX, calibrated on the same "
         f"{sample.get('calib_samples', args.calib_samples)} images (given to NNCF as batches of 32; it warns that the 4 items are fewer than its subset_size and uses them all), and the fp32 runtimes (onnxruntime fp32, OpenVINO f32, OpenVINO bf16 only if the CPU reports BF16). "
-        "Afterwards all of them are timed in the same interleaved rounds (order rotated each round; median of the round medians), "
+        "Afterwards all of them are timed in the same interleaved rounds (order varied per round, each model's line says how; median of the round medians), "
         "batch 1 and 32, random inputs, static batch shapes on OpenVINO, threads pinned; top-1 on the test split.",
         "",
         "Acceptance (issue 19): auto's deployment at least as fast as the fastest fp32 runtime and within 5% of NNCF + OpenVINO "

@@ -5,7 +5,7 @@ fastest, the first candidate within the accuracy limit of PyTorch fp32 (on the e
 the bar, anything clearly slower than it (its fastest pass over `prune_ratio` x the bar's median pass)
 is dropped without spending an accuracy evaluation, and a
 candidate above the accuracy limit is out however fast it is. The rest run interleaved rounds
-(order rotated each round) whose median of medians decides; after `min_rounds` they stop early when the
+(order rotated and reversed, `interleaved_order`) whose median of medians decides; after `min_rounds` they stop early when the
 fastest candidate won every round against every other. INT8 must beat the fastest fp32
 candidate by `min_gain` to win: on a tie the exact model is the better deployment. Every candidate
 gets a verdict saying why it won or lost.
@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from slimvision.quant.runtimes import Runtime
+from slimvision.quant.runtimes import Runtime, interleaved_order
 
 CHOSEN, SLOWER, PRUNED, INACCURATE, FAILED = "chosen", "slower", "pruned", "inaccurate", "failed"
 # Accuracies are counts over a test set: a drop of exactly the limit (5 of 100 images at 0.05) must pass,
@@ -125,8 +125,8 @@ def select_deployment(
     # Screening is interleaved too, and keeps each candidate's fastest pass: on a loaded machine noise only
     # adds time, so one unlucky burst must not prune a candidate (or make another look fast).
     screens: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(config.screen_rounds):
-        for name in runtimes:
+    for pass_index in range(config.screen_rounds):
+        for name in interleaved_order(list(runtimes), pass_index):
             screens[name].append(timer(runtimes[name], batch, 0, config.screen_repeats, config.screen_ms / config.screen_rounds))
     for name, values in screens.items():
         verdicts[name].screen_ms = min(values)
@@ -160,9 +160,9 @@ def select_deployment(
     if not alive:
         return None, list(verdicts.values()), runtimes
     for round_index in range(config.rounds):
-        # rotate the order each round so no candidate always runs first (caches, turbo, other load)
-        order = alive[round_index % len(alive):] + alive[: round_index % len(alive)]
-        for name in order:
+        # vary the order so no candidate always runs first or right after the same other one (caches, turbo,
+        # other load, a runtime whose threads are still busy after its call)
+        for name in interleaved_order(alive, round_index):
             verdicts[name].round_ms.append(timer(runtimes[name], batch, 1, config.repeats, config.round_ms))
         if round_index + 1 >= config.min_rounds and _separated(alive, verdicts):
             break
