@@ -184,6 +184,11 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "timed twice: the fp32 check is met by construction and their ratio shows the timing noise. auto chooses for batch 32 "
         "(`batch_size=32`); the batch-1 columns time that same deployment at batch 1, they are not a second choice.",
         "",
+        "Rows whose timing line says \"onnxruntime without spin-waiting\" were measured after three changes (2026-11-29 from 01:25 UTC): "
+        "onnxruntime sessions no longer spin-wait (their spinning threads slowed whichever runtime ran right after them), interleaved "
+        "rounds reverse their order every other round (plain rotation always put the same runtime after onnxruntime), and auto judges "
+        "a candidate by its fastest round's median instead of the median of its rounds. The other rows predate them.",
+        "",
         "**Small budget, shared machine**: few rounds of few calls each (5 rounds x 5 calls by default; each model's line says), two "
         "other timed jobs on the same 2 cores (load averages per model below). Ratios between runtimes hold better than the "
         "absolute milliseconds, but single rounds were disturbed; treat differences under ~10% as noise. Models are trained "
