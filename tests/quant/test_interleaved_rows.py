@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from slimvision.quant import export_onnx
-from slimvision.quant.runtimes import OrtRuntime, interleaved_latency_ms, interleaved_order
+from slimvision.quant.runtimes import OrtRuntime, interleaved_latency_ms, interleaved_order, interleaved_rounds_ms, paired_ratio
 
 
 class RecordingRuntime:
@@ -46,3 +46,16 @@ def test_onnxruntime_sessions_do_not_spin_wait(tmp_path):
     options = OrtRuntime(path, threads=2).session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
+def test_rounds_are_kept_per_runtime_and_paired_ratios_compare_runtimes_within_a_round():
+    calls: list = []
+    runtimes = [RecordingRuntime(name, calls) for name in "ab"]
+    rounds = interleaved_rounds_ms(runtimes, (1, 2, 2), batch_sizes=(1, 2), warmup=0, repeats=6, rounds=3)
+    assert [sorted(per_batch) for per_batch in rounds] == [["1", "2"]] * 2
+    assert all(len(values) == 3 for per_batch in rounds for values in per_batch.values())
+    # a burst of load slows both runtimes of round 2 fourfold: the ratio within each round stays 2
+    assert paired_ratio([2.0, 8.0, 2.0], [1.0, 4.0, 1.0]) == 2.0
+    # a load that began between b's and a's turns of round 2: the medians (8 vs 1) say 8x, the rounds 2x
+    a, b = [2.0, 8.0, 8.0], [1.0, 1.0, 4.0]
+    assert paired_ratio(a, b) == 2.0 and float(np.median(a) / np.median(b)) == 8.0

@@ -138,9 +138,17 @@ def interleaved_latency_ms(
     Timing one runtime after the other lets a burst of load on a shared machine land on one of them
     only; rounds spread it over all of them, so the ratios between runtimes hold.
     """
+    rounds_ms = interleaved_rounds_ms(runtimes, input_size, batch_sizes, warmup, repeats, rounds)
+    return [{batch: float(np.median(values)) for batch, values in per_batch.items()} for per_batch in rounds_ms]
+
+
+def interleaved_rounds_ms(
+    runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5
+) -> list[dict[str, list[float]]]:
+    """Every runtime's median per interleaved round, per batch size: entry i of two runtimes' lists was timed in the same round."""
     rng = np.random.default_rng(0)
     per_round = max(1, repeats // rounds)
-    results: list[dict[str, float]] = [{} for _ in runtimes]
+    results: list[dict[str, list[float]]] = [{} for _ in runtimes]
     for batch in batch_sizes:
         data = rng.standard_normal((batch, *input_size), dtype=np.float32)
         medians: list[list[float]] = [[] for _ in runtimes]
@@ -151,8 +159,18 @@ def interleaved_latency_ms(
             for index in interleaved_order(list(range(len(runtimes))), round_index):
                 medians[index].append(time_callable(lambda: runtimes[index].run(data), 0, per_round)[0])
         for index, values in enumerate(medians):
-            results[index][str(batch)] = float(np.median(values))
+            results[index][str(batch)] = [float(v) for v in values]
     return results
+
+
+def paired_ratio(numerator_rounds: list[float], denominator_rounds: list[float]) -> float:
+    """Median over rounds of one runtime's round median divided by another's from the same round.
+
+    Load on a shared machine comes in states lasting seconds; one interleaved round is shorter, so the two
+    runtimes of a round mostly ran under the same load, and the ratio within a round keeps what the ratio of
+    two overall medians loses when the load states fell unevenly on them.
+    """
+    return float(np.median([a / b for a, b in zip(numerator_rounds, denominator_rounds)]))
 
 
 def runtime_predictions(runtime: Runtime, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
