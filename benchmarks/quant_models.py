@@ -128,6 +128,18 @@ def verdict(row: dict) -> dict:
     return result
 
 
+def _fastest_round_line(row: dict, v: dict) -> str:
+    """Ratios of each runtime's least disturbed round (other load only adds time): what the runtimes can do on a quiet machine."""
+    parts = []
+    for batch in map(str, BATCHES):
+        best = {name: min(per_batch[batch]) for name, per_batch in row["round_ms"].items()}
+        fastest = v[f"b{batch}"]["fastest_fp32"]
+        parts.append(f"bs{batch}: ours {best[v['ours']]:.2f} ms, NNCF / ours {best['nncf + openvino int8'] / best[v['ours']]:.2f}x, "
+                     f"{fastest} / ours {best[fastest] / best[v['ours']]:.2f}x")
+    per_round = ", ".join(f"{name}: {' '.join(f'{x:.1f}' for x in per_batch['32'])}" for name, per_batch in row["round_ms"].items())
+    return f"Fastest round of each (the least disturbed by other load): {'; '.join(parts)}. Round medians at batch 32 (ms): {per_round}."
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
@@ -168,6 +180,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
             markdown_table(["runtime", f"top-1 ({row['int8_test']} test images)", "bs1 ms", "bs32 ms"],
                            [[n, f"{acc[n]:.4f}", f"{row['latency_ms'][n]['1']:.2f}", f"{row['latency_ms'][n]['32']:.2f}"] for n in names]),
             "",
+            *([_fastest_round_line(row, v), ""] if "round_ms" in row else []),
             "auto's candidates (its own timing at batch 32): " + "; ".join(
                 f"{c['name']}: {c['status']}" + (f", {c['latency_ms']:.2f} ms" if isinstance(c.get('latency_ms'), (int, float)) else "") for c in row["auto"]["candidates"]),
             "",
