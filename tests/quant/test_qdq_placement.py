@@ -101,7 +101,7 @@ def test_attention_quantizes_the_linears_and_keeps_its_matmuls_layernorm_softmax
     linears = {name: count for name, count in matmuls.items() if "qkv" in name or "proj" in name or "mlp" in name}
     assert len(linears) == 4 and all(count == 2 for count in linears.values()), matmuls  # activation and weight
     # q @ k^T and softmax @ v read float q, k, v and softmax: OpenVINO's fused attention kernel then runs
-    # in float instead of an f32 kernel with fake-quantize steps inside (3x slower on deit-tiny)
+    # in float instead of an f32 kernel with fake-quantize steps inside (3x slower per block on deit-tiny)
     attention = {name: count for name, count in matmuls.items() if name not in linears}
     assert len(attention) == 2 and all(count == 0 for count in attention.values()), matmuls
     for op_type in ("LayerNormalization", "Softmax", "Erf", "Add"):  # Add: bias, position, GELU's +1, residual

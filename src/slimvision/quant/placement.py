@@ -6,9 +6,10 @@ What to quantize depends on the block, not only on the op type:
 - Attention: the linears (fused qkv, projection, MLP) are quantized. The two activation x activation
   MatMuls (Q @ K^T, softmax @ V) stay float: OpenVINO fuses Q @ K^T, Softmax and @ V into one attention
   kernel, and with Q/DQ pairs on q, k, v and the softmax output that kernel ran in f32 with the
-  fake-quantize steps inside it, 3x slower than the float kernel (deit-tiny at 32 px: the whole network
-  at batch 1 took 2.03 ms against 0.45 ms with float attention matmuls; at batch 32 4.19 against 3.80 ms,
-  NNCF's own INT8 3.91 ms); onnxruntime is level (15.9 / 15.6 ms at batch 32) and faster at batch 1.
+  fake-quantize steps inside it (deit-tiny at 32 px, batch 32: 0.195 ms per block against 0.066 ms in
+  float, OpenVINO's per-layer counters). Whole network, interleaved: batch 1 0.45-0.48 ms against
+  0.95-2.03 ms in three runs; batch 32 3.80 against 4.19 ms (NNCF's INT8 3.91 ms) on a quiet machine and
+  3.94 against 4.09 ms (NNCF 3.89 ms, fastest rounds) under load; onnxruntime is level at batch 32.
   LayerNorm, Softmax and GELU are never quantized, and neither is the float Add inside GELU's erf form,
   a bias Add, a position-embedding Add or a residual Add on a transformer's residual stream: that stream
   carries a few very large channels, and one per-tensor uint8 scale for it would flatten all the others.
