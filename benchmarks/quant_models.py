@@ -140,6 +140,26 @@ def _fastest_round_line(row: dict, v: dict) -> str:
     return f"Fastest round of each (the least disturbed by other load): {'; '.join(parts)}. Round medians at batch 32 (ms): {per_round}."
 
 
+def _history() -> list[str]:
+    """Every row measured since the timing changes, not only each model's latest: on a loaded machine single runs differ."""
+    rows = [r for r in (json.loads(line) for line in RAW.read_text().splitlines() if line.strip()) if r.get("timing_order") and "error" not in r]
+    if not rows:
+        return []
+    table = []
+    for row in rows:
+        v = verdict(row)
+        table.append([row["started"], row["model"], row["auto"]["deployment"], f"{row.get('rounds', '?')}",
+                      f"{v['b1']['vs_fastest_fp32']:.2f}x", f"{v['b1']['vs_nncf']:.2f}x", f"{v['b32']['vs_fastest_fp32']:.2f}x", f"{v['b32']['vs_nncf']:.2f}x",
+                      f"{v['top1_drop_points']:+.1f}", v["b32"].get("ratio_basis", "ratio of the medians"), row["load_before"]])
+    return [
+        "## Every run since the timing changes", "",
+        "Each model's latest run is the one above; these are all of them, in order (quant_models.jsonl keeps every row).", "",
+        markdown_table(["started", "model", "auto picked", "rounds", "bs1 fastest fp32 / ours", "bs1 NNCF / ours", "bs32 fastest fp32 / ours",
+                        "bs32 NNCF / ours", "top-1 drop (points)", "ratios", "load before"], table),
+        "",
+    ]
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
@@ -212,7 +232,8 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "Rows whose timing line says \"onnxruntime without spin-waiting\" were measured after three changes (2026-11-29 from 01:25 UTC): "
         "onnxruntime sessions no longer spin-wait (their spinning threads slowed whichever runtime ran right after them), interleaved "
         "rounds reverse their order every other round (plain rotation always put the same runtime after onnxruntime), and auto judges "
-        "a candidate by its fastest round's median instead of the median of its rounds. The other rows predate them.",
+        "a candidate by its fastest round's median instead of the median of its rounds (this last one from 01:37 UTC; the rows of 01:25 "
+        "and 01:28 had the first two only). The other rows predate them.",
         "",
         "**Small budget, shared machine**: few rounds of few calls each (5 rounds x 5 calls by default; each model's line says), two "
         "other timed jobs on the same 2 cores (load averages per model below). Ratios between runtimes hold better than the "
@@ -237,6 +258,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "## Per model",
         "",
         *detail,
+        *_history(),
         "## Conditions",
         "",
         *[f"- {k}: {v}" for k, v in conditions(args.threads).items()],
