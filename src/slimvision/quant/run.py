@@ -404,10 +404,10 @@ def _auto_deployment(model, backends, fp32_path, int8_files, converted, example,
     conditions = {
         **conditions,
         "latency": (
-            f"batch {config.batch_size}, random inputs of {list(example.shape[1:])}, same process: {selection.screen_rounds} interleaved screening passes "
+            f"batch {config.batch_size}, random inputs of {list(example.shape[1:])}, same process: {selection.screen_rounds} interleaved screening passes (order rotated and reversed every other pass) "
             f"(fastest kept) drop candidates over {selection.prune_ratio}x the fastest accurate one, then {selection.min_rounds}-{selection.rounds} interleaved rounds "
             f"(early stop once the fastest won every round against every other) of "
-            f"at least {selection.repeats} calls, median of medians; "
+            f"at least {selection.repeats} calls, a candidate's latency is its fastest round's median; "
             f"INT8 must beat the fastest fp32 by {100 * selection.min_gain:.0f}%"
         ),
         "accuracy": (
@@ -484,7 +484,7 @@ def _measure_backends(model, backends, fp32_path, int8_files, converted, example
     conditions = {
         **conditions,
         "latency": (
-            f"every runtime timed in the same 5 interleaved rounds (order rotated) of {max(1, config.repeats // 5)} runs after 5 warm-up, "
+            f"every runtime timed in the same 5 interleaved rounds (order rotated and reversed every other round) of {max(1, config.repeats // 5)} runs after 5 warm-up, "
             f"median of the round medians; random inputs of {list(input_size)}, batch 1 and 32, same process"
         ),
         "accuracy": f"top-1 on the {test.spec.name} test split ({len(test)} images)",

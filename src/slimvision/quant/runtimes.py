@@ -32,6 +32,13 @@ class OrtRuntime(Runtime):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No spin-waiting: after a call returns, spinning worker threads keep the cores busy and slow whatever
+        # runs next in the process (OpenVINO bf16 on mobilevitv2_050 at batch 32 timed right after onnxruntime:
+        # 19.96 ms median against 8.86 ms after a non-spinning session), and on a shared 2-core machine they
+        # slow onnxruntime itself at batch 32 (deit-tiny 46.8 vs 24.6 ms); the cost is about 0.3 ms of wake-up
+        # at batch 1 on small models (mobilevitv2_050 0.38 vs 0.73 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.label = label
 
@@ -111,17 +118,37 @@ def runtime_latency_ms(runtime: Runtime, input_size: tuple[int, ...], batch_size
     return result
 
 
+def interleaved_order(items: list, round_index: int) -> list:
+    """The order of `items` in interleaved round `round_index`: rotated every other round, reversed in odd rounds.
+
+    Rotation alone keeps the cyclic order, so every item would always run right after the same one, and a
+    runtime that slows whatever follows it (threads still busy after its call returned) would always hit
+    the same neighbour. Reversing every other round gives each item both neighbours as predecessors.
+    """
+    shift = (round_index // 2) % len(items) if items else 0
+    ordered = items[shift:] + items[:shift]
+    return ordered[::-1] if round_index % 2 else ordered
+
+
 def interleaved_latency_ms(
     runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5
 ) -> list[dict[str, float]]:
-    """Latency per batch size of every runtime, timed in interleaved rounds (order rotated each round); median of the round medians.
+    """Latency per batch size of every runtime, timed in interleaved rounds (`interleaved_order`); median of the round medians.
 
     Timing one runtime after the other lets a burst of load on a shared machine land on one of them
     only; rounds spread it over all of them, so the ratios between runtimes hold.
     """
+    rounds_ms = interleaved_rounds_ms(runtimes, input_size, batch_sizes, warmup, repeats, rounds)
+    return [{batch: float(np.median(values)) for batch, values in per_batch.items()} for per_batch in rounds_ms]
+
+
+def interleaved_rounds_ms(
+    runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5
+) -> list[dict[str, list[float]]]:
+    """Every runtime's median per interleaved round, per batch size: entry i of two runtimes' lists was timed in the same round."""
     rng = np.random.default_rng(0)
     per_round = max(1, repeats // rounds)
-    results: list[dict[str, float]] = [{} for _ in runtimes]
+    results: list[dict[str, list[float]]] = [{} for _ in runtimes]
     for batch in batch_sizes:
         data = rng.standard_normal((batch, *input_size), dtype=np.float32)
         medians: list[list[float]] = [[] for _ in runtimes]
@@ -129,12 +156,21 @@ def interleaved_latency_ms(
             for _ in range(warmup):
                 runtime.run(data)
         for round_index in range(rounds):
-            shift = round_index % len(runtimes)
-            for index in list(range(len(runtimes)))[shift:] + list(range(len(runtimes)))[:shift]:
+            for index in interleaved_order(list(range(len(runtimes))), round_index):
                 medians[index].append(time_callable(lambda: runtimes[index].run(data), 0, per_round)[0])
         for index, values in enumerate(medians):
-            results[index][str(batch)] = float(np.median(values))
+            results[index][str(batch)] = [float(v) for v in values]
     return results
+
+
+def paired_ratio(numerator_rounds: list[float], denominator_rounds: list[float]) -> float:
+    """Median over rounds of one runtime's round median divided by another's from the same round.
+
+    Load on a shared machine comes in states lasting seconds; one interleaved round is shorter, so the two
+    runtimes of a round mostly ran under the same load, and the ratio within a round keeps what the ratio of
+    two overall medians loses when the load states fell unevenly on them.
+    """
+    return float(np.median([a / b for a, b in zip(numerator_rounds, denominator_rounds)]))
 
 
 def runtime_predictions(runtime: Runtime, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
