@@ -233,7 +233,9 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "onnxruntime sessions no longer spin-wait (their spinning threads slowed whichever runtime ran right after them), interleaved "
         "rounds reverse their order every other round (plain rotation always put the same runtime after onnxruntime), and auto judges "
         "a candidate by its fastest round's median instead of the median of its rounds (this last one from 01:37 UTC; the rows of 01:25 "
-        "and 01:28 had the first two only). The other rows predate them.",
+        "and 01:28 had the first two only). That third change was reverted afterwards (2026-11-29 02:25 UTC): auto again judges by the "
+        "median of the round medians, the project's timing protocol, so in rows measured from 01:37 to 02:25 UTC auto chose under "
+        "the fastest-round rule. The other rows predate them.",
         "",
         "**Small budget, shared machine**: few rounds of few calls each (5 rounds x 5 calls by default; each model's line says), two "
         "other timed jobs on the same 2 cores (load averages per model below). Ratios between runtimes hold better than the "

@@ -407,7 +407,7 @@ def _auto_deployment(model, backends, fp32_path, int8_files, converted, example,
             f"batch {config.batch_size}, random inputs of {list(example.shape[1:])}, same process: {selection.screen_rounds} interleaved screening passes (order rotated and reversed every other pass) "
             f"(fastest kept) drop candidates over {selection.prune_ratio}x the fastest accurate one, then {selection.min_rounds}-{selection.rounds} interleaved rounds "
             f"(early stop once the fastest won every round against every other) of "
-            f"at least {selection.repeats} calls, a candidate's latency is its fastest round's median; "
+            f"at least {selection.repeats} calls, median of medians; "
             f"INT8 must beat the fastest fp32 by {100 * selection.min_gain:.0f}%"
         ),
         "accuracy": (

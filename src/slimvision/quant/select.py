@@ -5,9 +5,8 @@ fastest, the first candidate within the accuracy limit of PyTorch fp32 (on the e
 the bar, anything clearly slower than it (its fastest pass over `prune_ratio` x the bar's median pass)
 is dropped without spending an accuracy evaluation, and a
 candidate above the accuracy limit is out however fast it is. The rest run interleaved rounds
-(order rotated and reversed, `interleaved_order`); a candidate's latency is the median of its fastest round
-(noise from other load only adds time, and on a shared machine the slow state can last longer than half the
-rounds); after `min_rounds` they stop early when the fastest candidate won every round against every other. INT8 must beat the fastest fp32
+(order rotated and reversed, `interleaved_order`) whose median of medians decides; after `min_rounds` they stop early when the
+fastest candidate won every round against every other. INT8 must beat the fastest fp32
 candidate by `min_gain` to win: on a tie the exact model is the better deployment. Every candidate
 gets a verdict saying why it won or lost.
 """
@@ -52,7 +51,7 @@ class Verdict:
     reason: str = ""
     accuracy: float | None = None
     agreement: float | None = None
-    latency_ms: float | None = None  # the fastest round's median at the requested batch size (`round_latency_ms`)
+    latency_ms: float | None = None  # median of round medians at the requested batch size
     screen_ms: float | None = None  # the short screening round's fastest pass, every built candidate
     screen_passes_ms: list[float] = dataclasses.field(default_factory=list)
     round_ms: list[float] = dataclasses.field(default_factory=list)
@@ -169,7 +168,7 @@ def select_deployment(
             break
     phases["rounds_s"] = time.perf_counter() - clock
     for name in alive:
-        verdicts[name].latency_ms = round_latency_ms(verdicts[name].round_ms)
+        verdicts[name].latency_ms = float(np.median(verdicts[name].round_ms))
     winner = _pick(alive, verdicts, config.min_gain)
     fastest_fp32 = min((n for n in alive if verdicts[n].precision != "int8"), key=lambda n: verdicts[n].latency_ms, default=None)
     for name in alive:
@@ -186,22 +185,11 @@ def select_deployment(
     return verdicts[winner], list(verdicts.values()), runtimes
 
 
-def round_latency_ms(round_medians: list[float]) -> float:
-    """A candidate's latency from its interleaved rounds: the fastest round's median.
-
-    Other load only adds time. On a shared 2-core machine it comes in states lasting seconds (measured: the same
-    OpenVINO model at batch 32 timed 3.6, 8.8 or 12 ms per round depending on the other jobs), longer than half of
-    the rounds at times, and then the median of the rounds names whichever candidate had the luckier rounds;
-    each candidate's fastest round is the one least disturbed.
-    """
-    return float(min(round_medians))
-
-
 def _separated(alive: list[str], verdicts: dict[str, Verdict]) -> bool:
     """True when the fastest candidate's slowest round beat every other candidate's fastest round: more rounds cannot change the order."""
     if len(alive) < 2:
         return True
-    fastest = min(alive, key=lambda n: round_latency_ms(verdicts[n].round_ms))
+    fastest = min(alive, key=lambda n: float(np.median(verdicts[n].round_ms)))
     return all(max(verdicts[fastest].round_ms) < min(verdicts[n].round_ms) for n in alive if n != fastest)
 
 
