@@ -54,7 +54,6 @@ def weighted_average(states: Sequence[State], weights: Sequence[float] | None = 
     return merged
 
 
-@torch.no_grad()
 def build_soup(template: nn.Module, state: State, train_set: TensorImageDataset | None, bn_batches: int) -> nn.Module:
     """A copy of `template` holding `state`, BatchNorm statistics re-estimated on `train_set`."""
     model = copy.deepcopy(template)

@@ -14,8 +14,7 @@ from slimvision.io import load_artifact
 from slimvision.measure import accuracy
 from slimvision.nas.evaluator import EVALUATORS, Evaluator
 from slimvision.nas.space import Arch, SearchSpace
-from slimvision.train.batchnorm import recalibrate_batchnorm
-from slimvision.train import Trainer, TrainConfig, seed_everything
+from slimvision.train import Trainer, TrainConfig, recalibrate_batchnorm, seed_everything
 
 CALIBRATION_BATCHES = 8
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
