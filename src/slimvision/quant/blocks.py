@@ -195,6 +195,12 @@ def ab_rounds(
     return a_ms, b_ms
 
 
+def _compare(a_ms: list[float], b_ms: list[float]) -> tuple[float, float, float, float]:
+    """(A's median ms, B's median ms, B's gain over A: 1 - the median per-round ratio B/A, noise: half the spread of those ratios)."""
+    ratios = [b / a for a, b in zip(a_ms, b_ms)]
+    return float(np.median(a_ms)), float(np.median(b_ms)), 1 - float(np.median(ratios)), (max(ratios) - min(ratios)) / 2
+
+
 def search_blocks(
     blocks: list[Block],
     build: Callable[[list[Block]], Runtime],
@@ -256,9 +262,8 @@ def search_blocks(
                                f"(fp32 {reference_accuracy:.4f}, limit {100 * accuracy_limit:.1f} points)")
         else:
             a_ms, b_ms = ab_rounds(current, candidate, batch, config, timer)
-            ratios = [b / a for a, b in zip(a_ms, b_ms)]
-            decision.int8_ms, decision.float_ms = float(np.median(a_ms)), float(np.median(b_ms))
-            decision.gain, decision.noise, decision.rounds = 1 - float(np.median(ratios)), (max(ratios) - min(ratios)) / 2, len(ratios)
+            decision.int8_ms, decision.float_ms, decision.gain, decision.noise = _compare(a_ms, b_ms)
+            decision.rounds = len(a_ms)
             threshold = max(decision.noise, config.min_gain)
             timing = (f"{decision.int8_ms:.2f} ms with it INT8, {decision.float_ms:.2f} ms in float "
                       f"({100 * decision.gain:+.1f}% for float, noise {100 * decision.noise:.1f}%, {decision.rounds} rounds)")
@@ -287,10 +292,7 @@ def search_blocks(
 
 def _check_against_start(result: BlockSearch, start: Runtime, final: Runtime, batch: np.ndarray, config: BlockSearchConfig, timer) -> None:
     """Time the searched model against the all-INT8 start; drop the speed-only changes if together they do not pay."""
-    a_ms, b_ms = ab_rounds(start, final, batch, config, timer)
-    ratios = [b / a for a, b in zip(a_ms, b_ms)]
-    result.start_ms, result.final_ms = float(np.median(a_ms)), float(np.median(b_ms))
-    result.final_gain, result.final_noise = 1 - float(np.median(ratios)), (max(ratios) - min(ratios)) / 2
+    result.start_ms, result.final_ms, result.final_gain, result.final_noise = _compare(*ab_rounds(start, final, batch, config, timer))
     timing = (f"all INT8 {result.start_ms:.2f} ms, searched {result.final_ms:.2f} ms ({100 * result.final_gain:+.1f}%, "
               f"noise {100 * result.final_noise:.1f}%)")
     for_accuracy = any(d.kept == FLOAT and d.int8_ms is None for d in result.decisions)  # kept for accuracy: not timed

@@ -262,8 +262,9 @@ def quantize(
         int8_files = {b: int8_onnx for b in usable if b != "torchao"}
         block_records: dict[str, Any] = {}
         if config.block_search:
+            found = blocks.find_blocks(prepared_model(fp32_path), config.max_blocks)  # the same graph for every engine
             for backend in int8_files:
-                int8_files[backend], block_records[backend] = _search_blocks(backend, fp32_path, int8_onnx, calib_images, kept_float, config, evaluation, tmp)
+                int8_files[backend], block_records[backend] = _search_blocks(backend, found, fp32_path, int8_onnx, calib_images, kept_float, config, evaluation, tmp)
         converted = _torchao_convert(model, calibration, images, config) if "torchao" in usable else None
         summary: dict[str, Any] = {"backend": usable[0], "mode": config.mode, "size_bytes_fp32": fp32_path.stat().st_size, "size_bytes_int8": None, "kept_float": kept_float}
         if placement_decisions:
@@ -289,10 +290,11 @@ def quantize(
         )
 
 
-def _search_blocks(backend: str, fp32_path: Path, int8_onnx: Path, calib_images, kept_float, config: QuantConfig, test: TensorImageDataset, tmp: Path):
-    """(the INT8 file for `backend`, its search record): blocks kept float where INT8 does not pay on that engine or costs accuracy."""
+def _search_blocks(
+    backend: str, found: list, fp32_path: Path, int8_onnx: Path, calib_images, kept_float, config: QuantConfig, test: TensorImageDataset, tmp: Path,
+):
+    """(the INT8 file for `backend`, its search record): of the blocks `found`, those kept float where INT8 does not pay on that engine or costs accuracy."""
     start = time.perf_counter()
-    found = blocks.find_blocks(prepared_model(fp32_path), config.max_blocks)
     files: dict[frozenset, Path] = {frozenset(): int8_onnx}
 
     def file_for(float_blocks: list) -> Path:
@@ -304,21 +306,20 @@ def _search_blocks(backend: str, fp32_path: Path, int8_onnx: Path, calib_images,
                                 calibration_cache=tmp / "calibration.json", float_blocks=[node for b in float_blocks for node in b.nodes])
         return files[key]
 
-    def build(float_blocks: list) -> Runtime:
-        if backend == "openvino":
-            return OpenVinoRuntime(file_for(float_blocks), config.threads, "f32", "openvino")
+    def on_onnxruntime(float_blocks: list) -> Runtime:
         return OrtRuntime(file_for(float_blocks), config.threads, "onnxruntime")
 
-    def rank_build(float_blocks: list) -> Runtime:
-        # the ranking only orders the trials: onnxruntime computes the file's ONNX semantics without a compile per file
-        return OrtRuntime(file_for(float_blocks), config.threads, "onnxruntime")
+    def on_openvino(float_blocks: list) -> Runtime:
+        return OpenVinoRuntime(file_for(float_blocks), config.threads, "f32", "openvino")
 
     # the fp32 reference as in `auto`: the export on onnxruntime, which export_onnx checked against PyTorch
     reference = runtime_predictions(OrtRuntime(fp32_path, config.threads, "onnxruntime"), test.images)
     search = blocks.BlockSearchConfig(batch_size=config.batch_size, budget_s=config.block_budget_s)
     result = blocks.search_blocks(
-        found, build, _auto_predictor(test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
-        tuple(calib_images.shape[1:]), search, rank_build=rank_build,
+        found, on_openvino if backend == "openvino" else on_onnxruntime, _auto_predictor(test.images, config.batch_size), test.labels.numpy(),
+        reference, config.accuracy_limit, tuple(calib_images.shape[1:]), search,
+        # the ranking only orders the trials: onnxruntime computes the file's ONNX semantics without a compile per file
+        rank_build=on_onnxruntime,
     )
     record = {
         "blocks": len(found),
