@@ -61,6 +61,23 @@ def test_export_check_raises_when_onnx_and_torch_disagree():
         check_onnx_matches(_onnx_bytes(model), other, example)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_export_check_limit_grows_with_the_outputs_scale():
+    model, shifted, wrong = _tiny(), _tiny(), _tiny()
+    with torch.no_grad():
+        for net in (model, shifted, wrong):
+            net[-1].weight.mul_(1e4)  # logits of order 1e3-1e4, as random inputs give some trained networks
+        shifted[-1].bias.add_(0.5)  # float32-rounding-sized at this scale
+        wrong[-1].bias.add_(100.0)  # a real discrepancy at this scale
+    example = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        scale = float(model(example).abs().max())
+    assert scale > 1e3
+    assert check_onnx_matches(_onnx_bytes(model), shifted, example) == pytest.approx(0.5, abs=1e-2)
+    with pytest.raises(SlimvisionError, match="differs from PyTorch"):
+        check_onnx_matches(_onnx_bytes(model), wrong, example)
+
+
 class _Drifting(nn.Module):
     """Each call scales its output by how often it was called: the traced graph freezes one count, eager does not."""
 

@@ -45,7 +45,12 @@ def export_onnx(model: nn.Module, input_size: tuple[int, ...], path: str | Path,
 
 
 def check_onnx_matches(onnx_bytes: bytes, model: nn.Module, example: torch.Tensor, atol: float = 1e-3) -> float:
-    """Max abs difference between onnxruntime and eager outputs; raises if above `atol`."""
+    """Max abs difference between onnxruntime and eager outputs; raises if above `atol` x max(1, largest |output|).
+
+    The limit grows with the outputs' scale because float32 rounding does: random inputs drive some trained
+    networks far outside their data (an EfficientNet-B0 with re-estimated BatchNorm gives logits of 1.5e3
+    on them, where a correct export differs by 0.3), while a wrong graph differs by about the outputs' size.
+    """
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -53,6 +58,8 @@ def check_onnx_matches(onnx_bytes: bytes, model: nn.Module, example: torch.Tenso
     with torch.no_grad():
         expected = model(example).numpy()
     diff = float(np.abs(got - expected).max())
-    if diff > atol:
-        raise SlimvisionError(f"exported ONNX model differs from PyTorch by {diff:.2e} (limit {atol:.0e})")
+    scale = float(np.abs(expected).max())
+    limit = atol * max(1.0, scale)
+    if diff > limit:
+        raise SlimvisionError(f"exported ONNX model differs from PyTorch by {diff:.2e} (limit {limit:.1e}: {atol:.0e} x the largest |output|, {scale:.3g}, or 1)")
     return diff
