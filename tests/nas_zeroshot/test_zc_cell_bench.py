@@ -73,3 +73,42 @@ def test_a_table_built_at_another_resolution_is_scored_at_that_resolution(cli, t
     code, _, err = cli("nas", "correlate", "--bench", str(out), "--evaluators", "synflow", "--bootstrap", "10", "--json")
     assert code == 0, err
     assert seen == [16]  # the proxy sees the images the table's networks were trained on
+
+
+def _table_with_seeds(path, accuracies_by_seed: dict[int, list[float]]):
+    """A .jsonl table whose arch i scored accuracies_by_seed[seed][i] with each seed."""
+    space = CellSpace()
+    archs = space.all_archs()
+    count = len(next(iter(accuracies_by_seed.values())))
+    lines = [{"kind": "header", "conditions": {"data": "digits", "epochs": 1}}]
+    for i in range(count):
+        runs = [{"seed": seed, "test_accuracy": accs[i], "val_accuracy": accs[i]} for seed, accs in accuracies_by_seed.items()]
+        lines.append({"arch": arch_to_string(archs[i]), "runs": runs})
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def test_seed_agreement_is_kendall_tau_between_every_two_seeds(tmp_path, cli):
+    # seed 1 swaps the two best archs of seed 0 (1 discordant pair of 6: tau 4/6); seed 2 reverses seed 0 (tau -1)
+    table = load_bench(_table_with_seeds(tmp_path / "t.jsonl", {0: [0.1, 0.2, 0.3, 0.4], 1: [0.1, 0.2, 0.4, 0.3], 2: [0.4, 0.3, 0.2, 0.1]}))
+    info = table.seed_agreement()
+    assert info["seeds"] == [0, 1, 2] and info["n_archs"] == 4
+    assert info["kendall_tau_pairs"] == pytest.approx({"0-1": 4 / 6, "0-2": -1.0, "1-2": -4 / 6})
+    assert info["kendall_tau_mean"] == pytest.approx((4 / 6 - 1 - 4 / 6) / 3)
+    assert info["accuracy_range"] == [0.1, 0.4]
+    code, out, err = cli("nas", "bench", "info", tmp_path / "t.jsonl", "--json")
+    assert code == 0, err
+    assert json.loads(out)["kendall_tau_pairs"]["0-1"] == pytest.approx(4 / 6)
+
+
+def test_seed_agreement_uses_only_archs_with_every_seed_and_refuses_one_seed(tmp_path):
+    path = _table_with_seeds(tmp_path / "t.jsonl", {0: [0.1, 0.2, 0.3, 0.4, 0.9], 1: [0.1, 0.2, 0.3, 0.4, 0.0]})
+    lines = path.read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["runs"] = last["runs"][:1]  # the fifth arch (which would disagree) has seed 0 only
+    path.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    info = load_bench(path).seed_agreement()
+    assert info["n_archs"] == 4 and info["kendall_tau_pairs"]["0-1"] == pytest.approx(1.0)
+    single = _table_with_seeds(tmp_path / "one.jsonl", {0: [0.1, 0.2, 0.3]})
+    with pytest.raises(DataError, match="2 or more seeds"):
+        load_bench(single).seed_agreement()

@@ -53,6 +53,30 @@ def bench_build(
         console.print(f"wrote {result.n_new} new archs ({result.n_archs} total) to {result.path} in {result.seconds:.0f} s")
 
 
+@bench_app.command("info")
+def bench_info(
+    bench: Optional[Path] = typer.Argument(None, help="Benchmark table (.jsonl); default: the shipped digits table."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Size, build conditions and seed-vs-seed agreement of a benchmark table (the ceiling of any evaluator's Kendall tau).
+
+    Example: slimvision nas bench info src/slimvision/nas/bench/data/nas_cell_digits_hard.jsonl
+    """
+    from slimvision.nas.bench import load_bench
+
+    table = load_bench(bench)
+    info = {"path": str(table.path), "n_archs": len(table), "conditions": table.header.get("conditions"), **table.seed_agreement()}
+    if json_out:
+        print_json(info)
+        return
+    conditions = info["conditions"] or {}
+    console.print(f"{info['path']}: {len(table)} archs" + "".join(f", {key} {conditions[key]}" for key in ("data", "image_size", "epochs") if conditions.get(key) is not None))
+    console.print(f"seeds {info['seeds']} on {info['n_archs']} archs: Kendall tau between seeds "
+                  + ", ".join(f"{pair} {tau:.3f}" for pair, tau in info["kendall_tau_pairs"].items())
+                  + f" (mean {info['kendall_tau_mean']:.3f}); mean per-arch seed std {100 * info['seed_std_mean']:.2f} points; "
+                  f"accuracy {info['accuracy_range'][0]:.3f}-{info['accuracy_range'][1]:.3f}")
+
+
 @nas_app.command("correlate")
 def correlate_command(
     evaluators: str = typer.Option("params,macs,synflow,jacob_cov,snip,grad_norm,grasp,fisher,naswot,zen",

@@ -26,6 +26,34 @@ class BenchTable:
     def accuracies(self, metric: str = "test_accuracy") -> list[float]:
         return [row[metric] if metric in row else row["accuracy"] for row in self.rows]
 
+    def seed_agreement(self, metric: str = "test_accuracy") -> dict[str, Any]:
+        """How well the table's training seeds agree: Kendall tau between every two seeds' rankings of the archs.
+
+        It bounds what any evaluator can reach against the table's mean: an evaluator cannot rank the archs
+        better than a second training run does. Uses the archs trained with every seed.
+        """
+        from itertools import combinations
+
+        from scipy.stats import kendalltau
+
+        runs = [row.get("runs") or [] for row in self.rows]
+        seeds = sorted({run["seed"] for arch_runs in runs for run in arch_runs})
+        if len(seeds) < 2:
+            raise DataError(f"benchmark table {self.path}: seed agreement needs archs trained with 2 or more seeds")
+        by_seed = [{run["seed"]: run[metric] for run in arch_runs} for arch_runs in runs]
+        complete = [accs for accs in by_seed if all(seed in accs for seed in seeds)]
+        if len(complete) < 3:
+            raise DataError(f"benchmark table {self.path}: {len(complete)} archs have every seed ({seeds}); need 3")
+        pairs = {f"{a}-{b}": float(kendalltau([accs[a] for accs in complete], [accs[b] for accs in complete])[0]) for a, b in combinations(seeds, 2)}
+        return {
+            "seeds": seeds,
+            "n_archs": len(complete),
+            "kendall_tau_pairs": pairs,
+            "kendall_tau_mean": statistics.fmean(pairs.values()),
+            "seed_std_mean": statistics.fmean(statistics.stdev(accs.values()) for accs in complete),
+            "accuracy_range": [min(min(accs.values()) for accs in complete), max(max(accs.values()) for accs in complete)],
+        }
+
 
 def default_bench_path() -> Path:
     """The shipped table, installed with the package."""
