@@ -54,7 +54,7 @@ def _evaluation(net: nn.Module, wrong: int = WRONG) -> TensorImageDataset:
     return TensorImageDataset(images, labels, spec, "test")
 
 
-def _auto(monkeypatch, net: nn.Module, latencies: dict[str, float], accuracy_limit: float = 0.01, wrong: int = WRONG):
+def _auto(monkeypatch, net: nn.Module, latencies: dict[str, float], accuracy_limit: float = 0.01, wrong: int = WRONG, threads: int = 1):
     """quantize(backend="auto") where each built runtime reports the latency given for its candidate name."""
     BUILT.clear()
     make_candidates = quant_run._auto_candidates
@@ -77,7 +77,7 @@ def _auto(monkeypatch, net: nn.Module, latencies: dict[str, float], accuracy_lim
     monkeypatch.setattr(quant_run, "_auto_candidates", tagged_candidates)
     monkeypatch.setattr(quant_run, "select_deployment", functools.partial(select_deployment, timer=clock))
     data = _evaluation(net, wrong)
-    config = QuantConfig(backend="auto", calib_samples=64, batch_size=8, threads=1, accuracy_limit=accuracy_limit)
+    config = QuantConfig(backend="auto", calib_samples=64, batch_size=8, threads=threads, accuracy_limit=accuracy_limit)
     return quant_run.quantize(net, data.images, config, evaluation=data)
 
 
@@ -214,3 +214,36 @@ def test_auto_builds_a_torchao_candidate_from_the_converted_module(monkeypatch, 
     assert np.array_equal(runtime.run(batch.numpy()), converted(batch).detach().numpy())
     # without a converted module (no torchao run), no torchao candidate
     assert "torchao int8" not in [c.name for c in quant_run._auto_candidates(_net(), ["onnxruntime", "openvino"], tmp_path / "f.onnx", None, None, example, config)]
+
+
+def _threads_of(runtime) -> int:
+    if hasattr(runtime, "session"):
+        return runtime.session.get_session_options().intra_op_num_threads
+    return runtime.config["INFERENCE_NUM_THREADS"]
+
+
+def test_auto_with_two_threads_also_times_every_onnx_deployment_on_one_thread_and_keeps_the_count_it_chose(monkeypatch, tmp_path):
+    # at batch 1 a small net can run faster on one thread: openvino int8 on one thread wins here
+    latencies = {"onnxruntime fp32": 10.0, "openvino fp32": 9.0, "onnxruntime int8": 8.0, "openvino int8": 6.0,
+                 "onnxruntime fp32 1-thread": 9.5, "openvino fp32 1-thread": 8.5, "onnxruntime int8 1-thread": 7.0, "openvino int8 1-thread": 5.0}
+    result = _auto(monkeypatch, _net(), latencies, threads=2)
+    summary = result.summary
+    names = {c["name"] for c in summary["candidates"]}
+    assert set(latencies) <= names and all(not name.startswith("torchao") for name in names)
+    for name, runtime in BUILT.items():
+        assert _threads_of(runtime) == (1 if name.endswith("1-thread") else 2), name
+    assert summary["deployment"] == "openvino int8 1-thread" and summary["threads"] == 1 and result.threads == 1
+    # the fastest fp32 is openvino fp32 on one thread (8.5 ms), whatever its thread count
+    assert summary["speedup_vs_fastest_fp32"] == pytest.approx(8.5 / 5.0)
+    assert _threads_of(result.runtime()) == 1 and _threads_of(result.runtime(threads=2)) == 2
+    result.save(tmp_path / "q")
+    runtime, meta = quant_run.load_quantized_runtime(tmp_path / "q")
+    assert meta["threads"] == 1 and _threads_of(runtime) == 1
+
+
+def test_auto_keeps_the_requested_thread_count_when_one_thread_is_slower(monkeypatch, tmp_path):
+    latencies = {"onnxruntime fp32": 10.0, "openvino fp32": 9.0, "onnxruntime int8": 8.0, "openvino int8": 5.0,
+                 "onnxruntime fp32 1-thread": 14.0, "openvino fp32 1-thread": 13.0, "onnxruntime int8 1-thread": 12.0, "openvino int8 1-thread": 9.0}
+    result = _auto(monkeypatch, _net(), latencies, threads=2)
+    assert result.summary["deployment"] == "openvino int8" and result.threads == 2
+    assert _threads_of(result.runtime()) == 2

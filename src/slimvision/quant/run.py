@@ -173,6 +173,7 @@ class QuantResult:
     torchao_module: Any = None
     example: torch.Tensor | None = None
     precision: str = "int8"  # `auto` may find the fp32 model (fp32 or bf16 math) the best deployment
+    threads: int | None = None  # the thread count `auto` chose (None: not chosen; runtimes use the caller's count)
 
     @property
     def accuracy(self) -> float | None:
@@ -180,7 +181,11 @@ class QuantResult:
         return self.summary.get("accuracy", self.summary.get("accuracy_int8"))
 
     def runtime(self, threads: int | None = None, backend: str | None = None) -> Runtime:
-        """A runtime that runs the INT8 model: `.run(numpy batch) -> logits` (ONNX files also run on the other ONNX engine)."""
+        """A runtime that runs the INT8 model: `.run(numpy batch) -> logits` (ONNX files also run on the other ONNX engine).
+
+        `threads` defaults to the count `auto` chose, if it chose one.
+        """
+        threads = threads if threads is not None else self.threads
         if self.torchao_module is not None:
             from slimvision.quant import torchao_int8
 
@@ -204,7 +209,7 @@ class QuantResult:
                 self.summary["size_bytes_int8"] = len(self.onnx_int8)
             atomic_write_json(target / "meta.json", {
                 "format": QUANT_FORMAT, "version": 1, "backend": self.backend, "precision": self.precision, "file": PT2_FILE if self.torchao_module is not None else ONNX_FILE,
-                "input_size": list(self.input_size), "data": data_spec, "metrics": {"accuracy": self.accuracy}, "quantize": self.summary,
+                "threads": self.threads, "input_size": list(self.input_size), "data": data_spec, "metrics": {"accuracy": self.accuracy}, "quantize": self.summary,
                 "config": config.to_dict() if config else None, "conditions": self.conditions, "parent": parent, "environment": environment_record(),
             })
         return Path(out_dir)
@@ -287,6 +292,7 @@ def quantize(
             chosen, config.mode, input_size, summary, conditions,
             onnx_int8=onnx_file.read_bytes() if chosen != "torchao" else None,
             torchao_module=converted if chosen == "torchao" else None, example=images[:32], precision=precision,
+            threads=summary.get("threads") if config.backend == "auto" else None,
         )
 
 
@@ -347,17 +353,29 @@ def _auto_backends(config: QuantConfig) -> list[str]:
     return ["onnxruntime", "openvino"] + (["torchao"] if config.auto_torchao or config.mode == "qat" else [])
 
 
-def _auto_candidates(model, backends, fp32_path, int8_files, converted, example, config: QuantConfig) -> list[Candidate]:
-    """fp32 deployments of every runtime first, then the INT8 ones (only those the mode produced; `int8_files`: engine -> INT8 ONNX file)."""
+def _auto_candidates(model, backends, fp32_path, int8_files, converted, example, config: QuantConfig, threads_used: int = 1) -> list[Candidate]:
+    """fp32 deployments of every runtime first, then the INT8 ones (only those the mode produced; `int8_files`: engine -> INT8 ONNX file).
+
+    With more than one thread, every ONNX deployment also competes on a single thread: the thread count is a
+    budget, and at batch 1 small networks run faster on one thread (OpenVINO bf16, shufflenet_v2 at 32 px:
+    0.165 ms on one thread; 0.21 ms on two, and 0.40 ms in a slow two-thread state it falls into for seconds
+    at a time, which made a short selection pick onnxruntime).
+    """
     int8_files = int8_files or {}
-    candidates = [Candidate("onnxruntime", "fp32", lambda: OrtRuntime(fp32_path, config.threads, "onnxruntime"))]
-    candidates.append(Candidate("openvino", "fp32", lambda: OpenVinoRuntime(fp32_path, config.threads, "f32", "openvino")))
-    if "BF16" in _openvino_capabilities():
-        candidates.append(Candidate("openvino", "bf16", lambda: OpenVinoRuntime(fp32_path, config.threads, "bf16", "openvino")))
-    if int8_files.get("onnxruntime") is not None:
-        candidates.append(Candidate("onnxruntime", "int8", lambda: OrtRuntime(int8_files["onnxruntime"], config.threads, "onnxruntime")))
-    if int8_files.get("openvino") is not None:
-        candidates.append(Candidate("openvino", "int8", lambda: OpenVinoRuntime(int8_files["openvino"], config.threads, "f32", "openvino")))
+
+    def onnx_candidates(threads: int | None) -> list[Candidate]:
+        count = threads or config.threads
+        found = [Candidate("onnxruntime", "fp32", lambda: OrtRuntime(fp32_path, count, "onnxruntime"), threads)]
+        found.append(Candidate("openvino", "fp32", lambda: OpenVinoRuntime(fp32_path, count, "f32", "openvino"), threads))
+        if "BF16" in _openvino_capabilities():
+            found.append(Candidate("openvino", "bf16", lambda: OpenVinoRuntime(fp32_path, count, "bf16", "openvino"), threads))
+        if int8_files.get("onnxruntime") is not None:
+            found.append(Candidate("onnxruntime", "int8", lambda: OrtRuntime(int8_files["onnxruntime"], count, "onnxruntime"), threads))
+        if int8_files.get("openvino") is not None:
+            found.append(Candidate("openvino", "int8", lambda: OpenVinoRuntime(int8_files["openvino"], count, "f32", "openvino"), threads))
+        return found
+
+    candidates = onnx_candidates(None) + (onnx_candidates(1) if threads_used > 1 else [])
     if converted is not None:
         from slimvision.quant import torchao_int8
 
@@ -374,7 +392,7 @@ def _auto_deployment(model, backends, fp32_path, int8_files, converted, example,
     phases = {"reference_s": time.perf_counter() - start}
     selection = SelectionConfig(batch_size=config.batch_size)
     winner, verdicts, _ = select_deployment(
-        _auto_candidates(model, backends, fp32_path, int8_files, converted, example, config),
+        _auto_candidates(model, backends, fp32_path, int8_files, converted, example, config, conditions["threads"]),
         _auto_predictor(test.images, config.batch_size), test.labels.numpy(), reference, config.accuracy_limit,
         tuple(example.shape[1:]), selection, phases=phases,
     )
@@ -388,6 +406,7 @@ def _auto_deployment(model, backends, fp32_path, int8_files, converted, example,
         "backend": winner.backend,
         "precision": winner.precision,
         "deployment": winner.name,
+        "threads": winner.threads or conditions["threads"],
         "accuracy_fp32": accuracy_fp32,
         "accuracy": winner.accuracy,
         "accuracy_int8": winner.accuracy if winner.precision == "int8" else None,
@@ -410,6 +429,7 @@ def _auto_deployment(model, backends, fp32_path, int8_files, converted, example,
             f"(early stop once the fastest won every round against every other) of "
             f"at least {selection.repeats} calls, median of medians; "
             f"INT8 must beat the fastest fp32 by {100 * selection.min_gain:.0f}%"
+            + (f"; every ONNX deployment on {conditions['threads']} threads and on 1 thread" if conditions["threads"] > 1 else "")
         ),
         "accuracy": (
             f"top-1 on the {test.spec.name} test split ({len(test)} images); limit {config.accuracy_limit} below fp32 "
@@ -532,9 +552,13 @@ def is_quantized_dir(path: str | Path) -> bool:
 
 
 def load_quantized_runtime(path: str | Path, backend: str | None = None, threads: int | None = None) -> tuple[Runtime, dict[str, Any]]:
-    """A runtime for a quantized artifact; `backend` overrides the recorded one (ONNX files run on both engines)."""
+    """A runtime for a quantized artifact; `backend` overrides the recorded one (ONNX files run on both engines).
+
+    `threads` defaults to the count `auto` chose for the artifact, if it chose one.
+    """
     path = Path(path)
     meta = read_json(path / "meta.json")
+    threads = threads if threads is not None else meta.get("threads")
     backend = backend or meta["backend"]
     file = path / meta["file"]
     if not file.is_file():
@@ -574,6 +598,6 @@ def profile_quantized(path: str | Path, backend: str | None = None, threads: int
         input_size = recorded_input_size(meta)
         latency = runtime_latency_ms(runtime, input_size, repeats=repeats)
     return {
-        "model": str(path), "backend": backend or meta["backend"], "input_size": list(input_size), "threads": used,
+        "model": str(path), "backend": backend or meta["backend"], "input_size": list(input_size), "threads": threads or meta.get("threads") or used,
         "latency_ms": {b: {"median": v} for b, v in latency.items()}, "size_bytes": (Path(path) / meta["file"]).stat().st_size,
     }

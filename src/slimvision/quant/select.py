@@ -34,10 +34,11 @@ class Candidate:
     backend: str  # onnxruntime | openvino | torchao
     precision: str  # fp32 | bf16 | int8
     make: Callable[[], Runtime]
+    threads: int | None = None  # None: the thread count quantize runs with; 1: a single-thread variant
 
     @property
     def name(self) -> str:
-        return f"{self.backend} {self.precision}"
+        return f"{self.backend} {self.precision}" + (" 1-thread" if self.threads == 1 else "")
 
 
 @dataclasses.dataclass
@@ -47,6 +48,7 @@ class Verdict:
     name: str
     backend: str
     precision: str
+    threads: int | None = None
     status: str = ""
     reason: str = ""
     accuracy: float | None = None
@@ -106,7 +108,7 @@ def select_deployment(
     phases = phases if phases is not None else {}
     clock = time.perf_counter()
     reference_accuracy = float((reference == labels).mean())
-    verdicts = {c.name: Verdict(c.name, c.backend, c.precision) for c in candidates}
+    verdicts = {c.name: Verdict(c.name, c.backend, c.precision, c.threads) for c in candidates}
     runtimes: dict[str, Runtime] = {}
     batch = np.random.default_rng(0).standard_normal((config.batch_size, *input_size), dtype=np.float32)
     for candidate in candidates:
