@@ -29,12 +29,14 @@ from slimvision.train import TrainConfig
 from slimvision.train.run import RunSpec, train_run
 
 
-def nncf_model(fp32_onnx: Path, calib: torch.Tensor, out: Path) -> Path:
+def nncf_model(fp32_onnx: Path, calib: torch.Tensor, out: Path, transformer: bool = False) -> Path:
+    """NNCF PTQ of the OpenVINO model read from `fp32_onnx`; `transformer`: NNCF's scheme for transformer models (`ModelType.TRANSFORMER`)."""
     import nncf
     import openvino as ov
 
     dataset = nncf.Dataset([calib[i : i + 32].numpy() for i in range(0, len(calib), 32)])
-    ov.save_model(nncf.quantize(openvino_core().read_model(str(fp32_onnx)), dataset, subset_size=len(calib)), str(out))
+    extra = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    ov.save_model(nncf.quantize(openvino_core().read_model(str(fp32_onnx)), dataset, subset_size=len(calib), **extra), str(out))
     return out
 
 
