@@ -39,7 +39,7 @@ def quantize_command(
     ),
     block_budget: float = typer.Option(60.0, "--block-budget", help="--block-search: seconds it may spend per runtime (blocks not reached stay INT8)."),
     max_blocks: int = typer.Option(12, "--max-blocks", min=1, help="--block-search: the graph is split into at most this many blocks."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for every runtime (pinned)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for every runtime (pinned). With --backend auto a budget: each ONNX deployment is also timed on 1 thread, and the faster count is kept in the artifact."),
     seed: int = typer.Option(0, "--seed", help="Random seed (QAT)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
