@@ -67,3 +67,28 @@ def write_results(name: str, markdown: str, data: dict) -> None:
     body = "\n".join([lines[0], "", header, *lines[1:]]) if lines and lines[0].startswith("#") else "\n".join([header, "", *lines])
     (RESULTS / f"{name}.md").write_text(body + ("\n" if markdown.endswith("\n") else ""))
     (RESULTS / f"{name}.json").write_text(json.dumps({"command": command, **data}, indent=2, default=str))
+
+
+def work_dir(work: Path | None, prefix: str) -> Path:
+    """`--work` (created if needed), or a fresh temporary directory when none is given."""
+    import tempfile
+
+    if work is None:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def resumable(work: Path, key: str, compute):
+    """compute()'s JSON-serialisable result, recorded in work/finished.jsonl under `key`: a rerun with the same
+    --work returns the recorded result instead of computing it again, so a stopped benchmark resumes."""
+    record = work / "finished.jsonl"
+    if record.is_file():
+        for line in record.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["key"] == key:
+                return entry["result"]
+    result = compute()
+    with record.open("a") as handle:
+        handle.write(json.dumps({"key": key, "result": result}, default=lambda o: float(o) if hasattr(o, "__float__") else str(o)) + "\n")
+    return result

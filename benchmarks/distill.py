@@ -5,7 +5,10 @@ same epochs and schedule, >= 3 seeds, mean ± std of test accuracy. Digits at 16
 CPU budget (recorded below). Writes benchmarks/results/distill.md (+ .json); with --data other than
 digits, distill_<data>.md/.json.
 
-    python benchmarks/distill.py [--seeds 3] [--image-size 16] [--data digits-hard --image-size 32]
+    python benchmarks/distill.py [--seeds 3] [--image-size 16] [--data digits-hard --image-size 32] [--work DIR]
+
+With --work DIR a stopped run resumes with the same arguments: the teacher and every finished student
+run are kept there and not trained again.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.distill import DistillConfig, distill
 from slimvision.io import load_artifact
@@ -48,13 +50,14 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default="digits", help="digits or digits-hard.")
+    parser.add_argument("--work", type=Path, default=None, help="Keep the teacher and every finished run here, so a stopped run resumes (default: a temporary directory).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="distill-bench-"))
+    work = work_dir(args.work, "distill-bench-")
     size = args.image_size
     train, val, test = (get_dataset(args.data, s, size) for s in ("train", "val", "test"))
-    train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher")
+    resumable(work, "teacher", lambda: train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher"))
     teacher = load_artifact(work / "teacher").model
     teacher_acc = accuracy(teacher, test)
     pruned = prune(teacher, torch.zeros(1, train.spec.in_chans, size, size), PruneConfig(method="l1", macs_ratio=0.5)).model
@@ -69,11 +72,14 @@ def main() -> None:
     for student_name, (make_student, base_config) in students.items():
         for loss_name, loss_config in LOSSES.items():
             for seed in range(args.seeds):
-                seed_everything(seed)
-                student = make_student()
-                config = TrainConfig(**{**base_config.to_dict(), "seed": seed})
-                distill(student, teacher, train, val, loss_config, config)
-                results.setdefault(student_name, {}).setdefault(loss_name, []).append(accuracy(student, test))
+
+                def run(make_student=make_student, base_config=base_config, loss_config=loss_config, seed=seed) -> float:
+                    seed_everything(seed)
+                    student = make_student()
+                    distill(student, teacher, train, val, loss_config, TrainConfig(**{**base_config.to_dict(), "seed": seed}))
+                    return accuracy(student, test)
+
+                results.setdefault(student_name, {}).setdefault(loss_name, []).append(resumable(work, f"{student_name} {loss_name} {seed}", run))
             print(student_name, loss_name, results[student_name][loss_name], flush=True)
 
     rows = []

@@ -11,7 +11,7 @@ benchmarks/results/<name>.md (+ .json).
     python benchmarks/nas_oneshot.py [--epochs 5] [--archs 20] [--standalone-epochs 2] [--seeds 0 1] [--work DIR]
 
 With --work DIR a stopped run resumes: the supernet continues from its last checkpoint (or is reused once
-finished), and stand-alone runs already in DIR/standalone.jsonl are not trained again. Resume with the same
+finished), and stand-alone runs already in DIR/finished.jsonl are not trained again. Resume with the same
 arguments: the subnets are identified by their position in the MACs-spread list.
 """
 
@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _common import conditions, conditions_markdown, markdown_table, write_results
+from _common import conditions, conditions_markdown, markdown_table, resumable, work_dir, write_results
 from scipy.stats import kendalltau, spearmanr
 
 from slimvision.data import get_dataset
@@ -61,8 +59,7 @@ def main() -> None:
                         help="Keep the supernet and every finished stand-alone run here, so a stopped run resumes (default: a temporary directory).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    work = args.work or Path(tempfile.mkdtemp(prefix="nas-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.work, "nas-bench-")
     space = Mbv2Space()
     start = time.perf_counter()
     supernet_dir = args.supernet or work / "supernet"
@@ -70,8 +67,6 @@ def main() -> None:
         started = (supernet_dir / "checkpoints").is_dir()
         train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), supernet_dir, args.data, 32, resume=started, data_root=args.data_root)
     supernet_seconds = time.perf_counter() - start
-    done_runs = work / "standalone.jsonl"  # one line per finished (subnet, seed) stand-alone training
-    finished = {(r["index"], r["seed"]): r["accuracy"] for r in map(json.loads, done_runs.read_text().splitlines())} if done_runs.is_file() else {}
     archs = spread_archs(space, args.archs)
     oneshot_acc = OneShotEvaluator(space, supernet=supernet_dir, metric="accuracy")
     oneshot_loss = OneShotEvaluator(space, supernet=supernet_dir, metric="loss")
@@ -82,14 +77,14 @@ def main() -> None:
         by_acc, by_loss = oneshot_acc.score(arch), oneshot_loss.score(arch)
         per_seed = []
         for seed in args.seeds:
-            if (index, seed) not in finished:
+
+            def standalone(arch=arch, seed=seed) -> float:
                 seed_everything(seed)
                 model = space.build(arch, classes, chans)
                 Trainer(model, train, val, TrainConfig(epochs=args.standalone_epochs, seed=seed, progress=False)).fit()
-                finished[index, seed] = accuracy(model, held_out)
-                with done_runs.open("a") as handle:
-                    handle.write(json.dumps({"index": index, "seed": seed, "arch": arch, "accuracy": finished[index, seed]}) + "\n")
-            per_seed.append(finished[index, seed])
+                return accuracy(model, held_out)
+
+            per_seed.append(resumable(work, f"standalone {index} seed {seed} {arch}", standalone))
         standalone, macs = statistics.mean(per_seed), space.macs(arch, 32, chans)
         records.append({"arch": arch, "macs": macs, "oneshot_accuracy": by_acc, "oneshot_minus_loss": by_loss, "standalone_accuracy": standalone, "standalone_per_seed": per_seed})
         rows.append([index, f"{macs / 1e6:.1f}M", f"{by_acc:.4f}", f"{-by_loss:.4f}", " / ".join(f"{a:.4f}" for a in per_seed)])

@@ -6,7 +6,10 @@ the scratch baseline of the L1-pruned architecture are trained from scratch for 
 training + fine-tuning epochs. Also measures resnet56 at 40% MACs: MACs error and CPU latency
 ratio at batch 32 in the same process. Writes benchmarks/results/prune.md (+ .json).
 
-    python benchmarks/prune_protocol.py [--data digits-hard] [--seeds 3] [--finetune-epochs 5]
+    python benchmarks/prune_protocol.py [--data digits-hard] [--seeds 3] [--finetune-epochs 5] [--work DIR]
+
+With --work DIR a stopped run resumes with the same arguments: the base model and every finished
+pruning, PreCropping and scratch run are kept there and not trained again.
 
 With --data other than digits the files are named prune_<data>.md/.json.
 """
@@ -15,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
 from slimvision.measure import accuracy, measure_latency
@@ -50,32 +52,31 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default="digits", help="digits or digits-hard (3 channels, 32x32 native).")
+    parser.add_argument("--work", type=Path, default=None, help="Keep every finished run here, so a stopped run resumes (default: a temporary directory).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="prune-protocol-"))
+    work = work_dir(args.work, "prune-protocol-")
     data = tuple(get_dataset(args.data, split, 32) for split in ("train", "val", "test"))
     start = time.perf_counter()
     base_dir = work / "base"
-    base_metrics = train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False)), base_dir)
-    base_acc = base_metrics["accuracy"]
+    base_acc = resumable(work, "base", lambda: train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False)), base_dir)["accuracy"])
     results: dict[str, list[dict]] = {}
     for method in CRITERIA:
         for seed in range(args.seeds):
             config = PruneConfig(method=method, macs_ratio=0.5, seed=seed, sparsity_epochs=2 if method == "bn" else 0)
-            summary = prune_artifact(
+            summary = resumable(work, f"{method}-{seed}", lambda config=config, method=method, seed=seed: prune_artifact(
                 str(base_dir), config, work / f"{method}-{seed}", finetune_config=FinetuneConfig(epochs=args.finetune_epochs, seed=seed), threads=args.threads
-            )
+            ))
             results.setdefault(method, []).append(summary)
             print(method, seed, f"{summary['accuracy_after']:.4f}", f"macs kept {summary['macs_kept']:.3f}", flush=True)
     scratch_epochs = args.base_epochs + args.finetune_epochs
     for seed in range(args.seeds):
-        summary = prune_artifact(
+        summary = resumable(work, f"precrop-{seed}", lambda seed=seed: prune_artifact(
             "resnet20", PruneConfig(method="precrop", macs_ratio=0.5, seed=seed), work / f"precrop-{seed}",
             data=args.data, image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed), threads=args.threads,
-        )
+        ))
         results.setdefault("precrop", []).append(summary)
-        l1_arch = load_artifact(work / f"l1-{seed}").model
-        scratch_acc = train_from_scratch(l1_arch, scratch_epochs, seed, data)
+        scratch_acc = resumable(work, f"scratch-{seed}", lambda seed=seed: train_from_scratch(load_artifact(work / f"l1-{seed}").model, scratch_epochs, seed, data))
         results.setdefault("scratch (L1 arch)", []).append({"accuracy_after": scratch_acc, "macs_kept": results["l1"][seed]["macs_kept"], "accuracy_pruned": None})
         print("precrop/scratch", seed, flush=True)
 
