@@ -31,7 +31,7 @@ def run_or_reuse(work: Path, model: str, epochs: int, seed: int, threads: int) -
     meta = out / "meta.json"
     if not meta.exists():
         command = [sys.executable, "-m", "slimvision", "train", "--model", model, "--data", "digits-hard", "--image-size", "32",
-                   "--epochs", str(epochs), "--seed", str(seed), "--save-every", "0", "--out", str(out), "--json"]
+                   "--epochs", str(epochs), "--seed", str(seed), "--out", str(out), "--json"]  # checkpoints every epoch: the curves below read them
         resume = ["--resume"] if (out / "run.json").exists() else []
         print(" ".join(command[2:] + resume), flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
