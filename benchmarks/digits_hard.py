@@ -92,6 +92,15 @@ def summary(metas: list[dict]) -> dict:
     }
 
 
+def welch_p(lower: dict, higher: dict) -> float | None:
+    """One-sided p-value that `lower`'s seeds score below `higher`'s (Welch's t-test; needs 2+ seeds each)."""
+    if len(lower["accuracies"]) < 2 or len(higher["accuracies"]) < 2:
+        return None
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(lower["accuracies"], higher["accuracies"], equal_var=False, alternative="less").pvalue)
+
+
 def check(label: str, measured: str, passed: bool | None) -> list[str]:
     return [label, measured, "not measured" if passed is None else ("met" if passed else "NOT met")]
 
@@ -153,6 +162,9 @@ def main() -> None:
         check(f"{SMALL_MODEL} (4x fewer MACs) lower than resnet20 at {small_epochs} epochs by more than 3 std (or 1.5 points)",
               f"{small['mean']:.4f} vs {same_budget['mean']:.4f} ({100 * (small['mean'] - same_budget['mean']):+.2f} points)" if both else "n/a",
               (same_budget["mean"] - small["mean"] > 3 * max(same_budget["std"] or 0, small["std"] or 0, 0.005)) if both else None),
+        check(f"{SMALL_MODEL} lower than resnet20 at {small_epochs} epochs, one-sided Welch t-test over seeds, p < 0.01",
+              f"p = {welch_p(small, same_budget):.2g} ({len(small['accuracies'])} vs {len(same_budget['accuracies'])} seeds)" if both and welch_p(small, same_budget) is not None else "n/a",
+              (welch_p(small, same_budget) < 0.01) if both and welch_p(small, same_budget) is not None else None),
         check("seed-to-seed std of resnet20 test top-1 <= 0.5 points", "n/a" if full["std"] is None else f"{100 * full['std']:.2f} points",
               None if full["std"] is None else full["std"] <= 0.005),
     ]
