@@ -12,7 +12,7 @@ All of them are then timed in the same interleaved rounds (order rotated and rev
 medians) at batch 1 and 32 and scored on the test split. A model's row is appended to quant_models.jsonl
 and the table is rebuilt from the latest row of each model, so the sweep can be completed in pieces.
 
-Needs timm, torchvision and nncf (the torchvision environment, see docs/prune.md):
+Needs timm, torchvision and nncf (`pip install -e ".[models,peers]"` beside a matching torch; see docs/prune.md):
     PYTHONPATH=src nice -n 10 /work/venv-tv/bin/python benchmarks/quant_models.py --models resnet18 mobilenet_v2
     PYTHONPATH=src /work/venv-tv/bin/python benchmarks/quant_models.py --table-only
 """
