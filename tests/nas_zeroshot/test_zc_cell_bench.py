@@ -101,7 +101,7 @@ def test_seed_agreement_is_kendall_tau_between_every_two_seeds(tmp_path, cli):
     assert json.loads(out)["kendall_tau_pairs"]["0-1"] == pytest.approx(4 / 6)
 
 
-def test_seed_agreement_uses_only_archs_with_every_seed_and_refuses_one_seed(tmp_path):
+def test_seed_agreement_uses_only_archs_with_every_seed_and_refuses_one_seed(tmp_path, cli):
     path = _table_with_seeds(tmp_path / "t.jsonl", {0: [0.1, 0.2, 0.3, 0.4, 0.9], 1: [0.1, 0.2, 0.3, 0.4, 0.0]})
     lines = path.read_text().splitlines()
     last = json.loads(lines[-1])
@@ -109,6 +109,9 @@ def test_seed_agreement_uses_only_archs_with_every_seed_and_refuses_one_seed(tmp
     path.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
     info = load_bench(path).seed_agreement()
     assert info["n_archs"] == 4 and info["kendall_tau_pairs"]["0-1"] == pytest.approx(1.0)
+    code, out, err = cli("nas", "bench", "info", path, "--json")
+    assert code == 0, err
+    assert (json.loads(out)["archs_in_table"], json.loads(out)["n_archs"]) == (5, 4)
     single = _table_with_seeds(tmp_path / "one.jsonl", {0: [0.1, 0.2, 0.3]})
     with pytest.raises(DataError, match="2 or more seeds"):
         load_bench(single).seed_agreement()

@@ -65,12 +65,13 @@ def bench_info(
     from slimvision.nas.bench import load_bench
 
     table = load_bench(bench)
-    info = {"path": str(table.path), "n_archs": len(table), "conditions": table.header.get("conditions"), **table.seed_agreement()}
+    # n_archs (from seed_agreement) counts the archs trained with every seed; archs_in_table counts them all
+    info = {"path": str(table.path), "archs_in_table": len(table), "conditions": table.header.get("conditions"), **table.seed_agreement()}
     if json_out:
         print_json(info)
         return
     conditions = info["conditions"] or {}
-    console.print(f"{info['path']}: {len(table)} archs" + "".join(f", {key} {conditions[key]}" for key in ("data", "image_size", "epochs") if conditions.get(key) is not None))
+    console.print(f"{info['path']}: {info['archs_in_table']} archs" + "".join(f", {key} {conditions[key]}" for key in ("data", "image_size", "epochs") if conditions.get(key) is not None))
     console.print(f"seeds {info['seeds']} on {info['n_archs']} archs: Kendall tau between seeds "
                   + ", ".join(f"{pair} {tau:.3f}" for pair, tau in info["kendall_tau_pairs"].items())
                   + f" (mean {info['kendall_tau_mean']:.3f}); mean per-arch seed std {100 * info['seed_std_mean']:.2f} points; "
