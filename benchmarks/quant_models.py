@@ -165,8 +165,7 @@ def _fastest_round_line(row: dict, v: dict) -> str:
     for batch in map(str, BATCHES):
         best = {name: min(per_batch[batch]) for name, per_batch in row["round_ms"].items()}
         fastest = v[f"b{batch}"]["fastest_fp32"]
-        ours = v[f"b{batch}"].get("ours") or ours_name(row, batch)
-        nncf = v[f"b{batch}"].get("nncf", "nncf + openvino int8")
+        ours, nncf = v[f"b{batch}"]["ours"], v[f"b{batch}"]["nncf"]
         parts.append(f"bs{batch}: ours {best[ours]:.2f} ms, NNCF / ours {best[nncf] / best[ours]:.2f}x, "
                      f"{fastest} / ours {best[fastest] / best[ours]:.2f}x")
     per_round = ", ".join(f"{name}: {' '.join(f'{x:.1f}' for x in per_batch['32'])}" for name, per_batch in row["round_ms"].items())
@@ -183,7 +182,7 @@ def _history() -> list[str]:
         v = verdict(row)
         table.append([row["started"], row["model"], picked(row), f"{row.get('rounds', '?')}",
                       f"{v['b1']['vs_fastest_fp32']:.2f}x", f"{v['b1']['vs_nncf']:.2f}x", f"{v['b32']['vs_fastest_fp32']:.2f}x", f"{v['b32']['vs_nncf']:.2f}x",
-                      f"{v['top1_drop_points']:+.1f}", v["b32"].get("ratio_basis", "ratio of the medians"), row["load_before"]])
+                      f"{v['top1_drop_points']:+.1f}", v["b32"]["ratio_basis"], row["load_before"]])
     return [
         "## Every run since the timing changes", "",
         "Each model's latest run is the one above; these are all of them, in order (quant_models.jsonl keeps every row).", "",
@@ -195,7 +194,7 @@ def _history() -> list[str]:
 
 def picked(row: dict) -> str:
     """auto's deployment, or its choice per batch size when they differ."""
-    choices = {batch: auto_choice(row, batch)["deployment"] for batch in map(str, BATCHES)} if per_batch_choice(row) else {"32": row["auto"]["deployment"]}
+    choices = {batch: auto_choice(row, batch)["deployment"] for batch in map(str, BATCHES)}
     if len(set(choices.values())) == 1:
         return next(iter(choices.values())) + ("" if per_batch_choice(row) else " (chosen at bs32)")
     return "; ".join(f"bs{batch}: {name}" for batch, name in choices.items())
@@ -233,7 +232,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         cells = []
         for batch in map(str, BATCHES):
             b = v[f"b{batch}"]
-            cells += [f"{row['latency_ms'][b['ours']][batch]:.2f}", f"{b['vs_fastest_fp32']:.2f}x ({b['fastest_fp32']}{', same deployment' if b['same_deployment_as_fastest_fp32'] else ''}) {_yes(b['fp32_ok'])}", f"{b['vs_nncf']:.2f}x{' (NNCF on 1 thread)' if b.get('nncf', '').endswith(SINGLE) else ''} {_yes(b['nncf_ok'])}"]
+            cells += [f"{row['latency_ms'][b['ours']][batch]:.2f}", f"{b['vs_fastest_fp32']:.2f}x ({b['fastest_fp32']}{', same deployment' if b['same_deployment_as_fastest_fp32'] else ''}) {_yes(b['fp32_ok'])}", f"{b['vs_nncf']:.2f}x{' (NNCF on 1 thread)' if b['nncf'].endswith(SINGLE) else ''} {_yes(b['nncf_ok'])}"]
         summary.append([
             key, picked(row), *cells,
             f"{acc['onnxruntime fp32']:.3f} / {' / '.join(f'{acc[name]:.3f}' for name in dict.fromkeys(v[f'b{b}']['ours'] for b in BATCHES))} / {acc['nncf + openvino int8']:.3f}",

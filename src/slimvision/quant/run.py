@@ -292,7 +292,7 @@ def quantize(
             chosen, config.mode, input_size, summary, conditions,
             onnx_int8=onnx_file.read_bytes() if chosen != "torchao" else None,
             torchao_module=converted if chosen == "torchao" else None, example=images[:32], precision=precision,
-            threads=summary.get("threads") if config.backend == "auto" else None,
+            threads=summary.get("threads"),  # set by auto only
         )
 
 
