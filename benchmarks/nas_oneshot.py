@@ -1,6 +1,6 @@
 """One-shot NAS benchmark: supernet training time and how well one-shot scores rank architectures.
 
-Trains the `mbv2` supernet on digits (or `--data cifar10 --data-root DIR`; 32x32) with the sandwich sampler, then for 20 subnets
+Trains the `mbv2` supernet on digits (or `--data cifar10 --data-root DIR`; 32x32 unless `--image-size`) with the sandwich sampler, then for 20 subnets
 spread over the MACs range compares the one-shot score (inherited weights + BN re-calibration;
 accuracy and, separately, minus loss) with the accuracy after short stand-alone training from
 scratch: Kendall tau and Spearman. With several `--seeds` every subnet is trained once per seed,
@@ -13,6 +13,9 @@ benchmarks/results/<name>.md (+ .json).
 With --work DIR a stopped run resumes: the supernet continues from its last checkpoint (or is reused once
 finished), and stand-alone runs already in DIR/finished.jsonl are not trained again. Resume with the same
 arguments: the subnets are identified by their position in the MACs-spread list.
+
+The stand-alone runs dominate the cost and need no supernet, so `--shard i/k` trains only every k-th of them
+(k processes on one --work) and exits; a last run without --shard trains the supernet and writes the results.
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ def spread_archs(space: Mbv2Space, count: int, seed: int = 0) -> list[dict]:
     return [pool[int(i * (len(pool) - 1) / (count - 1))] for i in range(count)]
 
 
+def standalone_accuracy(space: Mbv2Space, args, work: Path, index: int, arch: dict, seed: int, splits) -> float:
+    """Held-out accuracy of `arch` trained from scratch with `seed`, recorded in `work` (resumed if already there)."""
+
+    def train_and_score() -> float:
+        train, val, held_out = splits
+        seed_everything(seed)
+        model = space.build(arch, train.spec.num_classes, train.spec.in_chans)
+        Trainer(model, train, val, TrainConfig(epochs=args.standalone_epochs, seed=seed, progress=False)).fit()
+        return accuracy(model, held_out)
+
+    return resumable(work, f"standalone {index} seed {seed} {arch}", train_and_score)
+
+
+def train_standalone_shard(space: Mbv2Space, args, work: Path, shard: int, count: int) -> None:
+    """Every `count`-th (subnet, seed) stand-alone run from the `shard`-th, in the order the full run uses."""
+    splits = tuple(get_dataset(args.data, split, args.image_size, root=args.data_root) for split in ("train", "val", args.eval_split))
+    runs = [(index, arch, seed) for index, arch in enumerate(spread_archs(space, args.archs)) for seed in args.seeds]
+    for index, arch, seed in runs[shard::count]:
+        print(f"subnet {index} seed {seed}: {standalone_accuracy(space, args, work, index, arch, seed, splits):.4f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=5)
@@ -51,41 +75,41 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="Stand-alone training seeds per subnet.")
     parser.add_argument("--eval-split", choices=("val", "test"), default="val", help="Split the stand-alone accuracy is measured on.")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--oneshot-samples", type=int, default=360, help="Validation images behind each one-shot score.")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--data-root", default=None, help="Local path for cifar10 / imagefolder.")
     parser.add_argument("--supernet", type=Path, default=None, help="Reuse a supernet trained by an earlier run (skips training).")
     parser.add_argument("--name", default="nas_oneshot", help="Results file name in benchmarks/results/.")
     parser.add_argument("--work", type=Path, default=None,
                         help="Keep the supernet and every finished stand-alone run here, so a stopped run resumes (default: a temporary directory).")
+    parser.add_argument("--shard", default=None, help="i/k: train only every k-th stand-alone run from the i-th, then exit (needs --work).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    work = work_dir(args.work, "nas-bench-")
     space = Mbv2Space()
+    if args.shard is not None:
+        if args.work is None:
+            parser.error("--shard needs --work: the shards share its finished.jsonl")
+        index, count = (int(part) for part in args.shard.split("/"))
+        train_standalone_shard(space, args, work_dir(args.work, "nas-bench-"), index, count)
+        return
+    work = work_dir(args.work, "nas-bench-")
     start = time.perf_counter()
     supernet_dir = args.supernet or work / "supernet"
     if args.supernet is None and not (supernet_dir / "meta.json").is_file():  # a finished supernet in --work is reused
         started = (supernet_dir / "checkpoints").is_dir()
-        train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), supernet_dir, args.data, 32, resume=started, data_root=args.data_root)
+        train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), supernet_dir, args.data, args.image_size, resume=started, data_root=args.data_root)
     supernet_seconds = time.perf_counter() - start
     archs = spread_archs(space, args.archs)
-    oneshot_acc = OneShotEvaluator(space, supernet=supernet_dir, metric="accuracy")
-    oneshot_loss = OneShotEvaluator(space, supernet=supernet_dir, metric="loss")
-    train, val, held_out = (get_dataset(args.data, split, 32, root=args.data_root) for split in ("train", "val", args.eval_split))
-    classes, chans = train.spec.num_classes, train.spec.in_chans
+    oneshot_acc = OneShotEvaluator(space, supernet=supernet_dir, metric="accuracy", eval_samples=args.oneshot_samples)
+    oneshot_loss = OneShotEvaluator(space, supernet=supernet_dir, metric="loss", eval_samples=args.oneshot_samples)
+    splits = tuple(get_dataset(args.data, split, args.image_size, root=args.data_root) for split in ("train", "val", args.eval_split))
+    chans = splits[0].spec.in_chans
     rows, records = [], []
     for index, arch in enumerate(archs):
         by_acc, by_loss = oneshot_acc.score(arch), oneshot_loss.score(arch)
-        per_seed = []
-        for seed in args.seeds:
-
-            def standalone(arch=arch, seed=seed) -> float:
-                seed_everything(seed)
-                model = space.build(arch, classes, chans)
-                Trainer(model, train, val, TrainConfig(epochs=args.standalone_epochs, seed=seed, progress=False)).fit()
-                return accuracy(model, held_out)
-
-            per_seed.append(resumable(work, f"standalone {index} seed {seed} {arch}", standalone))
-        standalone, macs = statistics.mean(per_seed), space.macs(arch, 32, chans)
+        per_seed = [standalone_accuracy(space, args, work, index, arch, seed, splits) for seed in args.seeds]
+        standalone, macs = statistics.mean(per_seed), space.macs(arch, args.image_size, chans)
         records.append({"arch": arch, "macs": macs, "oneshot_accuracy": by_acc, "oneshot_minus_loss": by_loss, "standalone_accuracy": standalone, "standalone_per_seed": per_seed})
         rows.append([index, f"{macs / 1e6:.1f}M", f"{by_acc:.4f}", f"{-by_loss:.4f}", " / ".join(f"{a:.4f}" for a in per_seed)])
         print(rows[-1], flush=True)
@@ -100,12 +124,12 @@ def main() -> None:
     seed_tau = statistics.mean(seed_taus) if seed_taus else None
     cond = conditions(args.threads)
     md = [
-        f"# One-shot NAS on {args.data} (mbv2 space, 32x32)",
+        f"# One-shot NAS on {args.data} (mbv2 space, {args.image_size}x{args.image_size})",
         "",
         f"Supernet: sandwich sampler (largest + smallest + 2 random, in-place distillation), {args.epochs} epochs, SGD 0.05 cosine: "
         + (f"**{supernet_seconds / 60:.1f} min** on {args.threads} threads." if args.supernet is None else f"reused from `{args.supernet}` (trained by an earlier run of this script)."),
         (f"{args.archs} subnets spread over the MACs range; one-shot score = validation accuracy (or minus loss) with inherited "
-        f"weights after BN re-calibration on 8 batches; ground truth = {args.eval_split} accuracy after {args.standalone_epochs} epochs "
+        f"weights after BN re-calibration on 8 batches, on {args.oneshot_samples} validation images; ground truth = {args.eval_split} accuracy after {args.standalone_epochs} epochs "
         f"of stand-alone training from scratch (SGD 0.1, cosine), mean over seeds {', '.join(map(str, args.seeds))}."),
         "",
         markdown_table(
