@@ -3,7 +3,8 @@
 python benchmarks/proxies.py --part correlate   # proxies + predictors (N = 20, 50, 100) -> results/proxies_correlate.json
 python benchmarks/proxies.py --part search      # zero-shot search, 5,000 candidates -> results/proxies_search.json
 python benchmarks/proxies.py --part report      # -> results/proxies.md (+ proxies.json, proxies.png)
-Each part can run in its own process (they are independent).
+Each part can run in its own process (they are independent). `--bench digits-hard` runs the correlate and report
+parts on the shipped digits-hard table instead, into results/proxies_digits_hard*.
 """
 
 from __future__ import annotations
@@ -22,21 +23,26 @@ PROXY_NAMES = ("params", "macs", "synflow", "jacob_cov", "snip", "grad_norm", "g
 PUBLISHED_NB201 = {"synflow": 0.74, "jacob_cov": 0.73, "snip": 0.60, "grad_norm": 0.59, "grasp": 0.51, "fisher": 0.36}
 
 
-def part_correlate(names: tuple[str, ...], bootstrap: int) -> None:
+def results_prefix(bench: str) -> str:
+    """File-name prefix of a table's results: the digits table keeps the original names."""
+    return "proxies" if bench == "digits" else f"proxies_{bench.replace('-', '_')}"
+
+
+def part_correlate(names: tuple[str, ...], bootstrap: int, bench: str) -> None:
     """Proxies (`names`), or with names == ('predictors',) every predictor at N = 20, 50, 100 training archs."""
     from slimvision.nas.correlation import CorrelateConfig, correlate
 
-    tag = "_".join(names)
+    tag, prefix = "_".join(names), results_prefix(bench)
     if names != ("predictors",):
-        result = correlate(CorrelateConfig(evaluators=names, bootstrap=bootstrap, progress=False))
-        (RESULTS / f"proxies_correlate_{tag}.json").write_text(json.dumps({"command": COMMAND, **result.to_dict()}, indent=1))
+        result = correlate(CorrelateConfig(bench=bench, evaluators=names, bootstrap=bootstrap, progress=False))
+        (RESULTS / f"{prefix}_correlate_{tag}.json").write_text(json.dumps({"command": COMMAND, **result.to_dict()}, indent=1))
         return
     predictors = {}
     for n_train in (20, 50, 100):
         for name in ("predictor-mlp", "predictor-gcn", "predictor-gates", "predictor-gates-mse"):
-            sub = correlate(CorrelateConfig(evaluators=(name,), context={"n_train": n_train}, bootstrap=bootstrap, progress=False))
+            sub = correlate(CorrelateConfig(bench=bench, evaluators=(name,), context={"n_train": n_train}, bootstrap=bootstrap, progress=False))
             predictors[f"{name}@{n_train}"] = sub.evaluators[name]
-    (RESULTS / "proxies_predictors.json").write_text(json.dumps({"command": COMMAND, **predictors}, indent=1))
+    (RESULTS / f"{prefix}_predictors.json").write_text(json.dumps({"command": COMMAND, **predictors}, indent=1))
 
 
 def part_search(n_candidates: int, evaluator_name: str) -> None:
@@ -76,24 +82,27 @@ def fmt(entry: dict, key: str) -> str:
     return f"{entry[key]:.3f} [{low:.2f}, {high:.2f}]"
 
 
-def part_report() -> None:
+def part_report(bench: str) -> None:
     from slimvision.nas.correlation import CorrelateResult, plot_correlation
 
-    parts = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("proxies_correlate_*.json"))]
+    prefix = results_prefix(bench)
+    parts = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{prefix}_correlate_*.json"))]
     order = [name for name in PROXY_NAMES if any(name in part["evaluators"] for part in parts)]
     merged = {name: part["evaluators"][name] for part in parts for name in part["evaluators"]}
     corr = dict(parts[0], evaluators={name: merged[name] for name in order})
-    predictors_path = RESULTS / "proxies_predictors.json"
+    predictors_path = RESULTS / f"{prefix}_predictors.json"
     corr["predictors"] = json.loads(predictors_path.read_text()) if predictors_path.exists() else {}
     corr["predictors"].pop("command", None)  # provenance, not a predictor
-    plot_correlation(CorrelateResult(corr["n_archs"], corr["evaluators"], corr["conditions"]), RESULTS / "proxies.png")
-    searches = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("proxies_search_*.json"))]
+    plot_correlation(CorrelateResult(corr["n_archs"], corr["evaluators"], corr["conditions"]), RESULTS / f"{prefix}.png")
+    searches = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{prefix}_search_*.json"))]
     cond = corr["conditions"]
+    built = cond["bench_conditions"] or {}
+    images = f"{built.get('data', 'digits')} training images ({built.get('image_size') or 8}x{built.get('image_size') or 8})"
     lines = ["# Zero-cost proxies and predictors on the mini cell benchmark", "",
              f"Table: `{cond['bench'].split('/slimvision/')[-1] if '/slimvision/' in cond['bench'] else Path(cond['bench']).name}`, "
              f"{corr['n_archs']} archs; ground truth = mean {cond['metric']} over seeds. "
              f"Bench conditions: `{json.dumps(cond['bench_conditions'])}`.",
-             f"Proxies: untrained network, init seed 0, one batch of 64 digits training images (8x8); torch threads = {cond['threads']}, "
+             f"Proxies: untrained network, init seed 0, one batch of 64 {images}; torch threads = {cond['threads']}, "
              f"shared 2-core machine (timings include other users' load). 95% CIs: {cond['bootstrap']} bootstrap resamples of archs.", "",
              "| evaluator | Kendall tau | Spearman | Pearson | P@top10% | P@bottom10% | BR@10% | WR@10% | ms/arch | NB201 Spearman (published) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -105,14 +114,15 @@ def part_report() -> None:
               "| predictor @ N train | n eval | Kendall tau | Spearman | P@top10% | ms/arch |", "|---|---|---|---|---|---|"]
     for name, e in corr["predictors"].items():
         lines.append(f"| {name} | {e['n_eval']} | {fmt(e, 'kendall_tau')} | {fmt(e, 'spearman')} | {fmt(e, 'p_at_top10')} | {e['ms_per_arch']:.2f} |")
-    lines += ["", "## Zero-shot search (`slimvision search --strategy evolution --population 100`, distinct archs, MACs limit per 8x8 image)", "",
-              "| evaluator | distinct archs scored | MACs limit | seconds (incl. measured Pareto front) | best arch | best MACs | best in table (test acc) |",
-              "|---|---|---|---|---|---|---|"]
+    if searches:
+        lines += ["", "## Zero-shot search (`slimvision search --strategy evolution --population 100`, distinct archs, MACs limit per 8x8 image)", "",
+                  "| evaluator | distinct archs scored | MACs limit | seconds (incl. measured Pareto front) | best arch | best MACs | best in table (test acc) |",
+                  "|---|---|---|---|---|---|---|"]
     for s in searches:
         lines.append(f"| {s['evaluator']} | {s['n_unique']} | {s['max_macs']} | {s['seconds']:.0f} | "
                      f"`{s['best_arch']}` | {s['best_macs']} | {s['best_in_table']} |")
-    (RESULTS / "proxies.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "proxies.json").write_text(json.dumps({"correlate": corr, "search": searches}, indent=1))
+    (RESULTS / f"{prefix}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{prefix}.json").write_text(json.dumps({"correlate": corr, "search": searches}, indent=1))
 
 
 if __name__ == "__main__":
@@ -122,13 +132,14 @@ if __name__ == "__main__":
     parser.add_argument("--evaluator", default="zen")
     parser.add_argument("--evaluators", default=",".join(PROXY_NAMES), help="proxies, or 'predictors'")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--bench", default="digits", help="Shipped table the correlate and report parts study: digits or digits-hard.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.part == "correlate":
-        part_correlate(tuple(args.evaluators.split(",")), args.bootstrap)
+        part_correlate(tuple(args.evaluators.split(",")), args.bootstrap, args.bench)
     elif args.part == "search":
         part_search(args.candidates, args.evaluator)
     else:
-        part_report()
+        part_report(args.bench)
     print(f"{args.part}: {time.perf_counter() - start:.0f} s")

@@ -59,6 +59,18 @@ def test_user_csv_table_is_read(tmp_path):
         load_bench(bad)
 
 
+def test_a_shipped_table_is_found_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    assert load_bench("digits").path == load_bench(None).path and load_bench(None).path.name == "nas_cell_digits.jsonl"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").write_text('arch,accuracy\n"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",0.1\n'
+                                     '"|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|",0.5\n'
+                                     '"|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",0.7\n')
+    with pytest.raises(DataError, match="unknown format"):  # the user's own file, not the shipped table
+        load_bench("digits")
+    with pytest.raises(DataError, match="does not exist"):
+        load_bench("digits-easy")
+
+
 def test_a_table_built_at_another_resolution_is_scored_at_that_resolution(cli, tmp_path, monkeypatch):
     out = tmp_path / "bench16.jsonl"
     code, _, err = cli("nas", "bench", "build", "--n", "3", "--epochs", "1", "--seeds", "0", "--image-size", "16", "--out", str(out), "--json")

@@ -58,7 +58,7 @@ def search_command(
     epochs: int = typer.Option(5, "--epochs", help="darts | gdas | enas: supernet training epochs."),
     second_order: bool = typer.Option(False, "--second-order", help="darts: second-order (unrolled, finite-difference) architecture gradient."),
     encoder: str = typer.Option("gates", "--encoder", help="predictor: mlp | gcn | gates."),
-    bench: Optional[Path] = typer.Option(None, "--bench", help="Benchmark table for bench_accuracy/percentile and the predictor's ground truth (default: the shipped one)."),
+    bench: Optional[Path] = typer.Option(None, "--bench", help="Benchmark table for bench_accuracy/percentile and the predictor's ground truth: a file, or a shipped table by name, digits (default) or digits-hard."),
     bench_cache: Optional[Path] = typer.Option(None, "--bench-cache", help="JSON-lines cache of archs trained with the table's protocol (reused across runs)."),
     population: int = typer.Option(16, "--population", help="Population size (evolution, nsga2)."),
     threads: int = typer.Option(1, "--threads", help="Threads for latency measurements (darts | gdas | enas | predictor: torch threads of the whole search)."),

@@ -55,12 +55,12 @@ def bench_build(
 
 @bench_app.command("info")
 def bench_info(
-    bench: Optional[Path] = typer.Argument(None, help="Benchmark table (.jsonl); default: the shipped digits table."),
+    bench: Optional[Path] = typer.Argument(None, help="Benchmark table (.jsonl), or a shipped one by name: digits (default) or digits-hard."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Size, build conditions and seed-vs-seed agreement of a benchmark table (the ceiling of any evaluator's Kendall tau).
 
-    Example: slimvision nas bench info src/slimvision/nas/bench/data/nas_cell_digits_hard.jsonl
+    Example: slimvision nas bench info digits-hard
     """
     from slimvision.nas.bench import load_bench
 
@@ -82,7 +82,7 @@ def bench_info(
 def correlate_command(
     evaluators: str = typer.Option("params,macs,synflow,jacob_cov,snip,grad_norm,grasp,fisher,naswot,zen",
                                    help="Comma-separated registered evaluator names."),
-    bench: Optional[Path] = typer.Option(None, help="Benchmark table (.jsonl/.json/.csv); default: the shipped table."),
+    bench: Optional[Path] = typer.Option(None, help="Benchmark table (.jsonl/.json/.csv), or a shipped one by name: digits (default) or digits-hard."),
     metric: str = typer.Option("test_accuracy", help="Ground truth column: test_accuracy, val_accuracy (or accuracy)."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals."),
     n_train: int = typer.Option(50, help="Training archs of predictor-* evaluators (held out from their metrics)."),

@@ -55,9 +55,17 @@ class BenchTable:
         }
 
 
+# Tables installed with the package, by the dataset they were trained on; `--bench NAME` picks one.
+SHIPPED_TABLES = {"digits": "nas_cell_digits.jsonl", "digits-hard": "nas_cell_digits_hard.jsonl"}
+
+
 def default_bench_path() -> Path:
-    """The shipped table, installed with the package."""
-    return Path(__file__).resolve().parent / "data" / "nas_cell_digits.jsonl"
+    """The shipped digits table."""
+    return shipped_bench_path("digits")
+
+
+def shipped_bench_path(name: str) -> Path:
+    return Path(__file__).resolve().parent / "data" / SHIPPED_TABLES[name]
 
 
 def _finish_row(row: dict[str, Any], source: str) -> dict[str, Any]:
@@ -80,8 +88,13 @@ def _finish_row(row: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def load_bench(path: str | Path | None = None) -> BenchTable:
-    """Read a table: .jsonl (ours, header line first), .json (list of rows or {'rows': [...]}) or .csv with arch,accuracy."""
+    """Read a table: .jsonl (ours, header line first), .json (list of rows or {'rows': [...]}) or .csv with arch,accuracy.
+
+    `path` may also name a shipped table ("digits", "digits-hard"); None is the digits one.
+    """
     path = Path(path) if path else default_bench_path()
+    if not path.is_file() and str(path) in SHIPPED_TABLES:
+        path = shipped_bench_path(str(path))
     if not path.is_file():
         raise DataError(f"benchmark table {path} does not exist")
     header: dict[str, Any] = {}
