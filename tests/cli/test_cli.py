@@ -41,9 +41,12 @@ def test_train_eval_roundtrip(cli, tmp_path):
 
 def test_resume_continues_a_finished_run_to_more_epochs_is_refused_when_args_differ(cli, tmp_path):
     out = tmp_path / "run"
-    assert cli("train", "--model", "small_cnn", "--data", "digits", "--epochs", "1", "--out", out)[0] == 0
+    assert cli("train", "--model", "small_cnn", "--data", "digits", "--epochs", "1", "--channels-last", "--out", out)[0] == 0
+    assert json.loads((out / "run.json").read_text())["config"]["channels_last"] is True
     code, _, err = cli("train", "--out", out, "--resume", "--lr", "0.5")
     assert code == 1 and "differs" in err
+    code, _, err = cli("train", "--out", out, "--resume", "--no-channels-last")
+    assert code == 1 and "channels_last=False differs" in err
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from slimvision.data import get_dataset
@@ -28,9 +29,10 @@ def test_training_beats_chance_on_learnable_data():
     assert result.final["val_accuracy"] > 0.6  # chance is 0.25
 
 
-def test_resume_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_resume_is_bit_exact(tmp_path, channels_last):
     train, val = _data()
-    full = Trainer(_model(), train, val, _config(ema_decay=0.9, optimizer="adamw"), tmp_path / "full")
+    full = Trainer(_model(), train, val, _config(ema_decay=0.9, optimizer="adamw", channels_last=channels_last), tmp_path / "full")
     full.fit()
 
     class StopAfter(Callback):
@@ -38,7 +40,7 @@ def test_resume_is_bit_exact(tmp_path):
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    first = Trainer(_model(), train, val, _config(ema_decay=0.9, optimizer="adamw"), tmp_path / "cut", [StopAfter()])
+    first = Trainer(_model(), train, val, _config(ema_decay=0.9, optimizer="adamw", channels_last=channels_last), tmp_path / "cut", [StopAfter()])
     try:
         first.fit()
     except KeyboardInterrupt:
@@ -46,13 +48,41 @@ def test_resume_is_bit_exact(tmp_path):
     # killed during epoch 2 (after its last step, before its checkpoint): epoch 2 is redone on resume
     assert [p.name for p in checkpoint_dirs(tmp_path / "cut")] == ["epoch_0001"]
     torch.manual_seed(12345)  # a different global RNG state must not matter
-    resumed = Trainer(create_model("small_cnn", num_classes=4, in_chans=1, widths=(4, 8, 8)), train, val, _config(ema_decay=0.9, optimizer="adamw"), tmp_path / "cut")
+    resumed = Trainer(create_model("small_cnn", num_classes=4, in_chans=1, widths=(4, 8, 8)), train, val,
+                      _config(ema_decay=0.9, optimizer="adamw", channels_last=channels_last), tmp_path / "cut")
     resumed.fit(resume=True)
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     for a, b in zip(full.ema.module.state_dict().values(), resumed.ema.module.state_dict().values()):
         assert torch.equal(a, b)
     assert [h["train_loss"] for h in full.result.history] == [h["train_loss"] for h in resumed.result.history]
+
+
+def test_channels_last_trains_every_conv_in_nhwc_and_returns_an_ordinary_model():
+    # 3 channels: a 1-channel batch is contiguous in both layouts, so it could not tell them apart
+    train, val = (get_dataset("synthetic", split, 8, num_samples=96, num_classes=4, in_chans=3) for split in ("train", "val"))
+    layouts = []
+
+    def record(conv, inputs):
+        if conv.training:
+            layouts.append((inputs[0].is_contiguous(memory_format=torch.channels_last), conv.weight.is_contiguous(memory_format=torch.channels_last)))
+
+    seed_everything(0)
+    model = create_model("small_cnn", num_classes=4, in_chans=3, widths=(4, 8, 8))
+    for conv in (m for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
+        conv.register_forward_pre_hook(record)
+    nhwc = Trainer(model, train, val, _config(epochs=2, channels_last=True, ema_decay=0.9))
+    nhwc.fit()
+    # 96 images / 16 = 6 steps x 2 epochs x 3 convs, every one on NHWC inputs and weights
+    assert len(layouts) == 36 and all(a and w for a, w in layouts)
+    for module in (nhwc.model, nhwc.ema.module):
+        assert all(t.is_contiguous() for t in module.state_dict().values())
+    seed_everything(0)
+    nchw = Trainer(create_model("small_cnn", num_classes=4, in_chans=3, widths=(4, 8, 8)), train, val, _config(epochs=2))
+    nchw.fit()
+    # the same training up to float rounding
+    for (name, a), b in zip(nchw.model.state_dict().items(), nhwc.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4), name
 
 
 def test_callbacks_see_every_hook_in_order():

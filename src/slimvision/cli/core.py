@@ -87,6 +87,10 @@ def train_command(
     mixup: Optional[float] = typer.Option(None, "--mixup", callback=fraction, help="Probability that a batch is mixed with MixUp (default 0)."),
     cutmix: Optional[float] = typer.Option(None, "--cutmix", callback=fraction, help="Probability that a batch is mixed with CutMix (default 0)."),
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Train on at most this many batches per epoch."),
+    channels_last: Optional[bool] = typer.Option(
+        None, "--channels-last/--no-channels-last",
+        help="Train with NHWC weights and batches (default off): CPU convolutions run faster on them (one thread: resnet20 1.2x, MobileNetV2 1.7-2.2x); the weights differ from an NCHW run's as float32 rounding differences grow in training.",
+    ),
     checkpoint_activations: Optional[bool] = typer.Option(
         None, "--checkpoint-activations/--keep-activations",
         help="Recompute each block in the backward pass instead of keeping its activations: far less memory at 224 px for one extra forward pass per step; same weights.",
@@ -114,6 +118,7 @@ def train_command(
         "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
         "label_smoothing": label_smoothing, "ema_decay": ema_decay, "seed": seed, "save_every": save_every,
         "augment": augment, "auto_augment": auto_augment, "mixup": mixup, "cutmix": cutmix, "max_steps_per_epoch": max_steps_per_epoch,
+        "channels_last": channels_last,
     }
     given = {k: v for k, v in options.items() if v is not None}
     if resume:

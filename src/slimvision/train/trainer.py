@@ -86,6 +86,8 @@ class Trainer:
         self.config = config
         self.device = torch.device(config.resolved_device())
         self.model = model.to(self.device)
+        if config.channels_last:  # in place, so the optimizer, EMA and callbacks hold the same parameters
+            self.model.to(memory_format=torch.channels_last)
         self.train_set, self.val_set = train_set, val_set
         self.out_dir = Path(out_dir) if out_dir else None
         # data_parallel=False: the caller shards the data and syncs gradients itself (the supernet does)
@@ -166,6 +168,10 @@ class Trainer:
                 self._emit("on_epoch_end", self.epoch, metrics)
                 if self.out_dir and self.writes_checkpoints and self._should_save():
                     self._save()
+        if cfg.channels_last:  # hand back an ordinary model: exporters and pruners need not know the layout
+            self.model.to(memory_format=torch.contiguous_format)
+            if self.ema:
+                self.ema.module.to(memory_format=torch.contiguous_format)
         self._emit("on_train_end")
         return self.result
 
@@ -182,6 +188,8 @@ class Trainer:
             if self.mixer.active:
                 inputs, targets = self.mixer(inputs, targets, sample_seed(cfg.seed, self.epoch, -1 - index))
             inputs = inputs.to(self.device, non_blocking=True)
+            if cfg.channels_last and inputs.ndim == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             targets = targets.to(self.device, non_blocking=True)
             self._emit("on_batch_begin", inputs, targets)
             loss = self._train_step(inputs, targets)
