@@ -53,7 +53,7 @@ def standalone_accuracy(space: Mbv2Space, args, work: Path, index: int, arch: di
         train, val, held_out = splits
         seed_everything(seed)
         model = space.build(arch, train.spec.num_classes, train.spec.in_chans)
-        Trainer(model, train, val, TrainConfig(epochs=args.standalone_epochs, seed=seed, progress=False)).fit()
+        Trainer(model, train, val, TrainConfig(epochs=args.standalone_epochs, seed=seed, channels_last=args.channels_last, progress=False)).fit()
         return accuracy(model, held_out)
 
     return resumable(work, f"standalone {index} seed {seed} {arch}", train_and_score)
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--eval-split", choices=("val", "test"), default="val", help="Split the stand-alone accuracy is measured on.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--channels-last", action="store_true", help="Stand-alone training in NHWC (faster on CPU; another float32 run, so do not mix layouts in one --work).")
     parser.add_argument("--oneshot-samples", type=int, default=360, help="Validation images behind each one-shot score.")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--data-root", default=None, help="Local path for cifar10 / imagefolder.")
