@@ -47,6 +47,7 @@ def quantize_command(
     """INT8 post-training quantization (or QAT) with speed-ups measured against fp32 on the same runtime."""
     from slimvision.io.paths import guard_output
     from slimvision.quant import QuantConfig, quantize_artifact
+    from slimvision.quant.decisions import decision_tables
 
     guard_output(out, [model, weights, data_root], overwrite)
 
@@ -65,10 +66,9 @@ def quantize_command(
     if json_output:
         print_json(summary)
         return
-    for runtime, record in summary.get("block_search", {}).items():
-        _print_block_decisions(runtime, record)
+    for decision in decision_tables(summary, placement=False):
+        _print_decisions(decision)
     if "candidates" in summary:
-        _print_auto_choice(model, out, summary)
         return
     table = Table(title=f"quantize {model} -> {out}  (chosen: {summary['backend']}, {summary['mode']})")
     for column in ("runtime", "precision", "accuracy", "agreement", "bs1 ms", "bs32 ms"):
@@ -82,29 +82,15 @@ def quantize_command(
     )
 
 
-def _print_block_decisions(runtime: str, record: dict) -> None:
-    """One row per block: INT8 or float, and why."""
-    table = Table(title=f"block search on {runtime}: {len(record['float_blocks'])} of {record['blocks']} blocks kept float ({record['seconds']:.1f} s)")
-    for column in ("block", "kept", "why"):
-        table.add_column(column, justify="left")
-    for d in record["decisions"]:
-        table.add_row(d["block"], d["kept"], d["reason"])
+def _print_decisions(decision) -> None:
+    table = Table(title=decision.title)
+    for column in decision.header:
+        table.add_column(column, justify="right" if column in ("status", "top-1") or column.endswith(" ms") else "left")
+    for row in decision.rows:
+        table.add_row(*row)
     console.print(table)
-
-
-def _print_auto_choice(model: str, out: Path, summary: dict) -> None:
-    """One row per candidate deployment with its verdict and the reason."""
-    table = Table(title=f"quantize {model} -> {out}  (auto chose: {summary['deployment']}, batch {summary['batch_size']})")
-    for column in ("candidate", "status", "accuracy", f"bs{summary['batch_size']} ms", "why"):
-        table.add_column(column, justify="left" if column in ("candidate", "why") else "right")
-    for c in summary["candidates"]:
-        accuracy = f"{c['accuracy']:.4f}" if c["accuracy"] is not None else "-"
-        latency = f"{c['latency_ms']:.2f}" if c["latency_ms"] is not None else "-"
-        table.add_row(c["name"], c["status"], accuracy, latency, c["reason"])
-    console.print(table)
-    speedup = summary["speedup_vs_fastest_fp32"]
-    versus = f"{speedup:.2f}x the fastest fp32 runtime ({summary['speedup_basis']})" if speedup else summary["speedup_basis"]
-    console.print(f"{summary['deployment']}: {versus}; chosen in {summary['selection_seconds']:.1f} s")
+    if decision.note:
+        console.print(decision.note)
 
 
 @app.command("export")

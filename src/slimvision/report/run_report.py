@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.io import atomic_write_bytes, atomic_write_json, read_json
+from slimvision.quant.decisions import DecisionTable, decision_tables
 from slimvision.report.markdown import markdown_table
 from slimvision.report.plots import tradeoff_plot, width_chart
 from slimvision.report.summary import ArtifactEntry, measure_entries
@@ -67,9 +68,20 @@ def _conditions_lines(conditions: dict[str, Any]) -> list[str]:
     ]
 
 
+def _decisions(rows: list[dict[str, Any]]) -> list[tuple[str, list[DecisionTable]]]:
+    """(row label, its quantize decision tables) for every row that recorded some."""
+    found = [(row["label"], decision_tables(row["quantize"])) for row in rows if row.get("quantize")]
+    return [(label, tables) for label, tables in found if tables]
+
+
 def write_markdown(run_dir: Path, rows: list[dict[str, Any]], conditions: dict[str, Any], plots: list[tuple[str, Path]], title: str) -> Path:
-    """report.md: the table, the conditions and links to the plots."""
-    lines = [f"# {title}", "", markdown_table(HEADER, [table_cells(r) for r in rows]), "", "## Conditions", ""]
+    """report.md: the table, how each INT8 artifact was deployed, the conditions and links to the plots."""
+    lines = [f"# {title}", "", markdown_table(HEADER, [table_cells(r) for r in rows]), ""]
+    for label, tables in _decisions(rows):
+        lines += [f"## How {label} was deployed", ""]
+        for table in tables:
+            lines += [f"**{table.title}**", "", markdown_table(table.header, table.rows), ""] + ([table.note, ""] if table.note else [])
+    lines += ["## Conditions", ""]
     lines += [f"- {line}" for line in _conditions_lines(conditions)]
     lines += ["", "## Plots", ""] + [f"![{caption}]({path.relative_to(run_dir).as_posix()})\n" for caption, path in plots]
     path = run_dir / "report.md"
@@ -79,19 +91,29 @@ def write_markdown(run_dir: Path, rows: list[dict[str, Any]], conditions: dict[s
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:62rem;color:#1b1f24;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}p{font-size:.9rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border-bottom:1px solid #d0d7de;padding:.35rem .6rem;text-align:right}
 th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
 th{background:#f6f8fa}figure{margin:1rem 0}figcaption{font-size:.85rem;color:#57606a}
-img{max-width:100%;border:1px solid #d0d7de}ul{font-size:.9rem}
+.decisions td,.decisions th{text-align:left}img{max-width:100%;border:1px solid #d0d7de}ul{font-size:.9rem}
 """
+
+
+def _html_table(header: list[str], rows: list[list[str]], css_class: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    opening = f'<table class="{css_class}">' if css_class else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_html(run_dir: Path, rows: list[dict[str, Any]], conditions: dict[str, Any], plots: list[tuple[str, Path]], title: str) -> Path:
     """report.html: one file, no external resources (plots embedded as data: URIs)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in table_cells(r)) + "</tr>" for r in rows)
+    decisions = "".join(
+        f"<h2>How {html.escape(label)} was deployed</h2>"
+        + "".join(f"<h3>{html.escape(t.title)}</h3>{_html_table(t.header, t.rows, 'decisions')}" + (f"<p>{html.escape(t.note)}</p>" if t.note else "") for t in tables)
+        for label, tables in _decisions(rows)
+    )
     figures = "".join(
         f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -100,7 +122,7 @@ def write_html(run_dir: Path, rows: list[dict[str, Any]], conditions: dict[str, 
     items = "".join(f"<li>{html.escape(line)}</li>" for line in _conditions_lines(conditions))
     document = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>'
-        f"<body><h1>{html.escape(title)}</h1><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<body><h1>{html.escape(title)}</h1>{_html_table(HEADER, [table_cells(r) for r in rows])}{decisions}"
         f"<h2>Conditions</h2><ul>{items}</ul><h2>Plots</h2>{figures}</body></html>\n"
     )
     path = run_dir / "report.html"

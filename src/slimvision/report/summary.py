@@ -57,10 +57,13 @@ def _load(entry: ArtifactEntry, threads: int | None) -> _Loaded:
         parent = load_artifact(entry.parent).model if entry.parent else None
         inputs = {b: np.random.default_rng(b).standard_normal((b, *input_size), dtype=np.float32) for b in BATCH_SIZES}
         row = {
-            "runtime": f"{meta['backend']} int8", "accuracy": float((predictions == test.labels.numpy()).mean()),
+            # auto may deploy the float model (precision fp32/bf16) when INT8 does not pay; the label says which
+            "runtime": f"{meta['backend']} {meta.get('precision', 'int8')}", "accuracy": float((predictions == test.labels.numpy()).mean()),
             "params": count_params(parent) if parent is not None else None, "macs": count_macs(parent, input_size) if parent is not None else None,
             "size_bytes": (entry.path / meta["file"]).stat().st_size,
         }
+        if meta.get("quantize"):  # its decisions (auto's candidates, block search, placement) go into the report
+            row["quantize"] = meta["quantize"]
         return _Loaded(entry, lambda b: (lambda: runtime.run(inputs[b])), row)
     artifact = load_artifact(entry.path)
     model = artifact.model.eval()
