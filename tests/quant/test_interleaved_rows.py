@@ -1,5 +1,7 @@
 """The fixed-backend rows of `quantize` are timed in interleaved rounds, not one runtime after the other."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -59,3 +61,22 @@ def test_rounds_are_kept_per_runtime_and_paired_ratios_compare_runtimes_within_a
     # a load that began between b's and a's turns of round 2: the medians (8 vs 1) say 8x, the rounds 2x
     a, b = [2.0, 8.0, 8.0], [1.0, 1.0, 4.0]
     assert paired_ratio(a, b) == 2.0 and float(np.median(a) / np.median(b)) == 8.0
+
+
+def test_a_minimum_round_time_warms_each_turn_and_times_enough_calls():
+    """Sub-millisecond models: a turn of a few calls right after another runtime measures a cold start."""
+    import time
+
+    class Sleeper(RecordingRuntime):
+        def run(self, batch):
+            time.sleep(0.002)
+            return super().run(batch)
+
+    calls: list = []
+    runtimes = [Sleeper(name, calls) for name in "ab"]
+    rounds = interleaved_rounds_ms(runtimes, (1, 2, 2), batch_sizes=(1,), warmup=0, repeats=2, rounds=2, min_round_ms=10.0)
+    runs = [len(list(group)) for _, group in itertools.groupby(calls)]
+    # turns a, b | b, a (the second round is reversed, so b's two turns are back to back); each turn is one
+    # untimed call plus at least 10 ms / 2 ms = 5 timed ones
+    assert len(runs) == 3 and runs[0] >= 6 and runs[1] >= 12 and runs[2] >= 6, runs
+    assert all(value >= 2.0 for per_batch in rounds for values in per_batch.values() for value in values)

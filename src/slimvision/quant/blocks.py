@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
-from slimvision.quant.runtimes import Runtime
-from slimvision.quant.select import ACCURACY_SLACK, time_runtime_ms
+from slimvision.quant.runtimes import Runtime, time_runtime_ms
+from slimvision.quant.select import ACCURACY_SLACK
 
 # what a block hands to the quantizer's exclude list (the rest of its nodes are not quantized ops anyway)
 BLOCK_OPS = ("Conv", "Gemm", "MatMul", "Relu", "Clip", "Add")

@@ -57,7 +57,8 @@ def _measure(runtime: Runtime, precision: str, test: TensorImageDataset, referen
 
 def _time_rows(timed: list, input_size, repeats: int) -> None:
     """Fill every row's latency at batch 1 and 32, all runtimes timed in the same interleaved rounds."""
-    latencies = interleaved_latency_ms([runtime for _, runtime in timed], input_size, repeats=repeats)
+    # turns of at least 50 ms, as auto's rounds: a few sub-millisecond calls after another runtime time a cold start
+    latencies = interleaved_latency_ms([runtime for _, runtime in timed], input_size, repeats=repeats, min_round_ms=SelectionConfig.round_ms)
     for (row, _), latency in zip(timed, latencies):
         row.latency_ms = latency
 

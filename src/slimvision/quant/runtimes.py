@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from pathlib import Path
 from typing import Callable
@@ -130,22 +131,41 @@ def interleaved_order(items: list, round_index: int) -> list:
     return ordered[::-1] if round_index % 2 else ordered
 
 
+def time_runtime_ms(runtime: Runtime, batch: np.ndarray, warmup: int, repeats: int, min_total_ms: float = 0.0) -> float:
+    """Median wall time in ms of `runtime.run(batch)` over at least `repeats` calls (and `min_total_ms` of them) after `warmup` untimed calls."""
+    for _ in range(warmup):
+        runtime.run(batch)
+    samples: list[float] = []
+    while len(samples) < repeats or sum(samples) < min_total_ms:
+        start = time.perf_counter()
+        runtime.run(batch)
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(samples))
+
+
 def interleaved_latency_ms(
-    runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5
+    runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5,
+    min_round_ms: float = 0.0,
 ) -> list[dict[str, float]]:
     """Latency per batch size of every runtime, timed in interleaved rounds (`interleaved_order`); median of the round medians.
 
     Timing one runtime after the other lets a burst of load on a shared machine land on one of them
     only; rounds spread it over all of them, so the ratios between runtimes hold.
     """
-    rounds_ms = interleaved_rounds_ms(runtimes, input_size, batch_sizes, warmup, repeats, rounds)
+    rounds_ms = interleaved_rounds_ms(runtimes, input_size, batch_sizes, warmup, repeats, rounds, min_round_ms)
     return [{batch: float(np.median(values)) for batch, values in per_batch.items()} for per_batch in rounds_ms]
 
 
 def interleaved_rounds_ms(
-    runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5
+    runtimes: list[Runtime], input_size: tuple[int, ...], batch_sizes=(1, 32), warmup: int = 5, repeats: int = 20, rounds: int = 5,
+    min_round_ms: float = 0.0,
 ) -> list[dict[str, list[float]]]:
-    """Every runtime's median per interleaved round, per batch size: entry i of two runtimes' lists was timed in the same round."""
+    """Every runtime's median per interleaved round, per batch size: entry i of two runtimes' lists was timed in the same round.
+
+    A runtime's turn in a round is `repeats // rounds` calls, and with `min_round_ms` one untimed call first and at
+    least that much timed work: a few sub-millisecond calls right after another runtime ran measure a cold start (caches
+    and predictors refilled; convnext_atto at batch 1 on one thread: 0.30-0.39 ms in 5-call turns, 0.26 ms in 50 ms turns).
+    """
     rng = np.random.default_rng(0)
     per_round = max(1, repeats // rounds)
     results: list[dict[str, list[float]]] = [{} for _ in runtimes]
@@ -157,7 +177,7 @@ def interleaved_rounds_ms(
                 runtime.run(data)
         for round_index in range(rounds):
             for index in interleaved_order(list(range(len(runtimes))), round_index):
-                medians[index].append(time_callable(lambda: runtimes[index].run(data), 0, per_round)[0])
+                medians[index].append(time_runtime_ms(runtimes[index], data, 1 if min_round_ms else 0, per_round, min_round_ms))
         for index, values in enumerate(medians):
             results[index][str(batch)] = [float(v) for v in values]
     return results

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from slimvision.quant.runtimes import Runtime, interleaved_order
+from slimvision.quant.runtimes import Runtime, interleaved_order, time_runtime_ms
 
 CHOSEN, SLOWER, PRUNED, INACCURATE, FAILED = "chosen", "slower", "pruned", "inaccurate", "failed"
 # Accuracies are counts over a test set: a drop of exactly the limit (5 of 100 images at 0.05) must pass,
@@ -75,18 +75,6 @@ class SelectionConfig:
     round_ms: float = 50.0  # and at least this much timed work per candidate per round
     warmup: int = 2
     min_gain: float = 0.03  # INT8 must be this much faster (fraction) than the fastest fp32 to be chosen
-
-
-def time_runtime_ms(runtime: Runtime, batch: np.ndarray, warmup: int, repeats: int, min_total_ms: float = 0.0) -> float:
-    """Median wall time in ms of `runtime.run(batch)` over at least `repeats` calls (and `min_total_ms` of them) after `warmup` untimed calls."""
-    for _ in range(warmup):
-        runtime.run(batch)
-    samples: list[float] = []
-    while len(samples) < repeats or sum(samples) < min_total_ms:
-        start = time.perf_counter()
-        runtime.run(batch)
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return float(np.median(samples))
 
 
 def select_deployment(
