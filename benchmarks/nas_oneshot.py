@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--eval-split", choices=("val", "test"), default="val", help="Split the stand-alone accuracy is measured on.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--channels-last", action="store_true", help="Stand-alone training in NHWC (faster on CPU; another float32 run, so do not mix layouts in one --work).")
+    parser.add_argument("--channels-last", action="store_true", help="Supernet and stand-alone training in NHWC (faster on CPU; another float32 run, so do not mix layouts in one --work).")
     parser.add_argument("--oneshot-samples", type=int, default=360, help="Validation images behind each one-shot score.")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--data-root", default=None, help="Local path for cifar10 / imagefolder.")
@@ -99,7 +99,7 @@ def main() -> None:
     supernet_dir = args.supernet or work / "supernet"
     if args.supernet is None and not (supernet_dir / "meta.json").is_file():  # a finished supernet in --work is reused
         started = (supernet_dir / "checkpoints").is_dir()
-        train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0), supernet_dir, args.data, args.image_size, resume=started, data_root=args.data_root)
+        train_supernet(SupernetConfig("mbv2", "sandwich", args.epochs, seed=0, channels_last=args.channels_last), supernet_dir, args.data, args.image_size, resume=started, data_root=args.data_root)
     supernet_seconds = time.perf_counter() - start
     archs = spread_archs(space, args.archs)
     oneshot_acc = OneShotEvaluator(space, supernet=supernet_dir, metric="accuracy", eval_samples=args.oneshot_samples)

@@ -3,11 +3,23 @@ import json
 import pytest
 
 
-def test_supernet_trains_and_feeds_oneshot_search_and_derive(cli, tmp_path):
+def test_supernet_trains_and_feeds_oneshot_search_and_derive(cli, tmp_path, monkeypatch):
+    from slimvision.nas.supernet import train as supernet_train
+
+    layouts = []
+    original = supernet_train.Trainer
+
+    def recording_trainer(*args, **kwargs):
+        layouts.append(args[3].channels_last)  # the TrainConfig
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(supernet_train, "Trainer", recording_trainer)
     out = tmp_path / "sn"
-    code, _, err = cli("supernet", "train", "--space", "mbv2", "--image-size", "8", "--sampler", "performance", "--epochs", "1", "--out", out)
+    # trained in NHWC: everything downstream (search, derive, eval) gets an ordinary model back
+    code, _, err = cli("supernet", "train", "--space", "mbv2", "--image-size", "8", "--sampler", "performance", "--epochs", "1", "--channels-last", "--out", out)
     assert code == 0, err
     assert (out / "arch.json").is_file() and (out / "checkpoints" / "epoch_0001").is_dir()
+    assert layouts == [True] and json.loads((out / "meta.json").read_text())["supernet"]["channels_last"] is True
     code, out_json, err = cli(
         "search", "--supernet", out, "--evaluator", "oneshot", "--strategy", "random", "--trials", "3", "--image-size", "8",
         "--out", tmp_path / "search", "--json",

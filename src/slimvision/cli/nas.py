@@ -25,12 +25,13 @@ def supernet_train_command(
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
     lr: float = typer.Option(0.05, "--lr", help="Peak learning rate (SGD, cosine)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Train in NHWC: faster CPU convolutions (mbv2 supernet at 16 px: about 2x), weights another float32 run's."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
 ) -> None:
     """Train a supernet whose subnets share weights (checkpointed, resumable)."""
     from slimvision.nas.supernet.train import SupernetConfig, train_supernet
 
-    result = train_supernet(SupernetConfig(space, sampler, epochs, lr, seed=seed), out, data, image_size, resume, data_root)
+    result = train_supernet(SupernetConfig(space, sampler, epochs, lr, seed=seed, channels_last=channels_last), out, data, image_size, resume, data_root)
     console.print(f"supernet trained -> {out} (largest subnet, val accuracy without BN re-calibration: {result['val_accuracy_largest']:.4f})")
 
 

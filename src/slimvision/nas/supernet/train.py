@@ -30,6 +30,7 @@ class SupernetConfig:
     lr: float = 0.05
     batch_size: int = 64
     seed: int = 0
+    channels_last: bool = False  # TrainConfig.channels_last
 
 
 class _SamplerState(Callback):
@@ -87,7 +88,8 @@ def train_supernet(
         supernet = arch.build()
         sampler = create_sampler(config.sampler, supernet.space, config.seed)  # same seed on every rank: same subnets
         lead = distributed.rank() == 0
-        train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size // workers, seed=config.seed, augment=True, progress=lead)
+        train_config = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size // workers, seed=config.seed, augment=True,
+                                   channels_last=config.channels_last, progress=lead)
         trainer = Trainer(supernet, distributed.shard(train), val, train_config, out_dir, callbacks=[_SamplerState(sampler), distributed.GradientAverager()],
                           loss_fn=sampled_loss(sampler), writes_checkpoints=lead, data_parallel=False)
         result = trainer.fit(resume=resume)
