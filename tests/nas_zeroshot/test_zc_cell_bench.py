@@ -127,3 +127,16 @@ def test_seed_agreement_uses_only_archs_with_every_seed_and_refuses_one_seed(tmp
     single = _table_with_seeds(tmp_path / "one.jsonl", {0: [0.1, 0.2, 0.3]})
     with pytest.raises(DataError, match="2 or more seeds"):
         load_bench(single).seed_agreement()
+
+
+def test_the_shipped_digits_hard_table_has_200_distinct_archs_whose_three_seeds_agree():
+    """The table the evaluator study on digits-hard stands on: every seed pair must rank the archs alike (tau >= 0.7)."""
+    table = load_bench("digits-hard")
+    conditions = table.header["conditions"]
+    assert (conditions["data"], conditions["image_size"], conditions["epochs"], conditions["seeds"]) == ("digits-hard", 16, 6, [0, 1, 2])
+    assert len(table) == 200 and len({row["arch"] for row in table.rows}) == 200
+    info = table.seed_agreement()
+    assert info["n_archs"] == 200 and all(tau >= 0.7 for tau in info["kendall_tau_pairs"].values()), info["kendall_tau_pairs"]
+    # the mean over seeds is the ground truth; MACs are recorded for every arch (the search's budget)
+    assert all(row["accuracy"] == pytest.approx(sum(r["test_accuracy"] for r in row["runs"]) / 3) for row in table.rows)
+    assert all(row["macs"] > 0 for row in table.rows)
