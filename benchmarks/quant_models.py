@@ -100,7 +100,7 @@ def compare_one(key: str, args: argparse.Namespace, work: Path) -> dict:
         labels = test.labels.numpy()
         # OpenVINO is scored at batch 32, the static shape it is compiled for when timed at 32
         row["accuracy"] = {name: float((runtime_predictions(rt, test.images, 32) == labels).mean()) for name, rt in runtimes.items()}
-        timed = interleaved_rounds_ms(list(runtimes.values()), input_size, BATCHES, warmup=args.warmup, repeats=args.repeats * args.rounds, rounds=args.rounds, min_round_ms=args.round_ms)
+        timed = interleaved_rounds_ms(list(runtimes.values()), input_size, BATCHES, warmup=args.warmup, repeats=args.repeats * args.rounds, rounds=args.rounds, min_round_ms=args.turn_ms)
     row["round_ms"] = {name: per_batch for name, per_batch in zip(runtimes, timed)}
     row["latency_ms"] = {name: {batch: float(np.median(values)) for batch, values in per_batch.items()} for name, per_batch in row["round_ms"].items()}
     row["load_after"] = load_average()
@@ -246,7 +246,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
             f"Trained {row['int8_train_steps']} steps on {row['int8_data']} {row['int8_size']} px ({row['train_s']:.0f} s); auto took {_seconds(row['auto_s'])}, NNCF {row['nncf_s']:.0f} s; "
             f"load average before / after: {row['load_before']} / {row['load_after']}; started {row['started']}; "
             f"timing: {row.get('rounds', '?')} interleaved rounds x {row.get('repeats', '?')} calls"
-            + (f" (at least {row['round_ms']:g} ms of them, after one untimed call, per turn)" if row.get("round_ms") else "")
+            + (f" (at least {row['turn_ms']:g} ms of them, after one untimed call, per turn)" if row.get("turn_ms") else "")
             + f" after {row.get('warmup', '?')} warm-up calls, per batch size; "
             f"order {row.get('timing_order', 'rotated each round; onnxruntime spin-waiting (its default), which slows whatever runs right after it')}.",
             "",
@@ -343,7 +343,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per runtime per round")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--round-ms", type=float, default=50.0,
+    parser.add_argument("--turn-ms", type=float, default=50.0,
                         help="each runtime's turn in a round: one untimed call, then at least this much timed work (as auto's own rounds); 0: exactly --repeats calls")
     parser.add_argument("--table-only", action="store_true", help="rewrite quant_models.md from quant_models.jsonl")
     args = parser.parse_args()
@@ -364,7 +364,7 @@ def main() -> None:
                 traceback.print_exc()
                 where = traceback.extract_tb(exc.__traceback__)[-1].filename.split("site-packages/")[-1]
                 row = {"model": key, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (raised in {where})"}
-        row.update(command=command_line(), calib_samples=args.calib_samples, rounds=args.rounds, repeats=args.repeats, warmup=args.warmup, round_ms=args.round_ms)
+        row.update(command=command_line(), calib_samples=args.calib_samples, rounds=args.rounds, repeats=args.repeats, warmup=args.warmup, turn_ms=args.turn_ms)
         with RAW.open("a") as handle:
             handle.write(json.dumps(row, default=float) + "\n")
         write_table(latest_rows(RAW), args)  # after each model, so a cut-short run leaves a table
