@@ -284,7 +284,10 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "choice at batch 1 (\"chosen at bs32\"). "
         "auto's `threads` is a budget: with 2 threads it also times every ONNX deployment on 1 thread (from 2026-11-29 04:21 UTC), "
         "so from then on the peers are timed on 2 threads and on 1 (rows marked 1-thread), the fastest fp32 runtime is the fastest "
-        "of all of them, and NNCF is judged at its faster thread count.",
+        "of all of them, and NNCF is judged at its faster thread count. "
+        "From 2026-11-29 07:54 UTC each runtime's turn in a round is one untimed call and then at least 50 ms of timed calls "
+        "(`--turn-ms`, as in auto's own rounds); before, a turn was 5 calls with no warm-up, which at batch 1 timed a cold "
+        "start (convnext_atto on one thread: 0.30-0.39 ms in 5-call turns against 0.26 ms in 50 ms turns).",
         "",
         "Rows whose timing line says \"onnxruntime without spin-waiting\" were measured after three changes (2026-11-29 from 01:25 UTC): "
         "onnxruntime sessions no longer spin-wait (their spinning threads slowed whichever runtime ran right after them), interleaved "
