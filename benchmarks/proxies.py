@@ -82,6 +82,15 @@ def fmt(entry: dict, key: str) -> str:
     return f"{entry[key]:.3f} [{low:.2f}, {high:.2f}]"
 
 
+HAND_WRITTEN = "\n> *Hand-written"
+
+
+def hand_written_tail(page: Path) -> str:
+    """An existing page's part from its first hand-written note on: a rewrite of the generated part keeps it."""
+    text = page.read_text() if page.is_file() else ""
+    return text[text.index(HAND_WRITTEN):] if HAND_WRITTEN in text else ""
+
+
 def part_report(bench: str) -> None:
     from slimvision.nas.correlation import CorrelateResult, plot_correlation
 
@@ -98,7 +107,10 @@ def part_report(bench: str) -> None:
     cond = corr["conditions"]
     built = cond["bench_conditions"] or {}
     images = f"{built.get('data', 'digits')} training images ({built.get('image_size') or 8}x{built.get('image_size') or 8})"
+    correlate_flags = "--part correlate" + ("" if bench == "digits" else f" --bench {bench}")
     lines = ["# Zero-cost proxies and predictors on the mini cell benchmark", "",
+             f"Written by `python benchmarks/proxies.py --part report{'' if bench == 'digits' else f' --bench {bench}'}` (benchmarks/proxies.py) "
+             f"from the JSON files of its `{correlate_flags}`{' and `--part search`' if bench == 'digits' else ''} runs; the notes at the end are hand-written.", "",
              f"Table: `{cond['bench'].split('/slimvision/')[-1] if '/slimvision/' in cond['bench'] else Path(cond['bench']).name}`, "
              f"{corr['n_archs']} archs; ground truth = mean {cond['metric']} over seeds. "
              f"Bench conditions: `{json.dumps(cond['bench_conditions'])}`.",
@@ -121,7 +133,8 @@ def part_report(bench: str) -> None:
     for s in searches:
         lines.append(f"| {s['evaluator']} | {s['n_unique']} | {s['max_macs']} | {s['seconds']:.0f} | "
                      f"`{s['best_arch']}` | {s['best_macs']} | {s['best_in_table']} |")
-    (RESULTS / f"{prefix}.md").write_text("\n".join(lines) + "\n")
+    page = RESULTS / f"{prefix}.md"
+    page.write_text("\n".join(lines) + "\n" + hand_written_tail(page))
     (RESULTS / f"{prefix}.json").write_text(json.dumps({"correlate": corr, "search": searches}, indent=1))
 
 
