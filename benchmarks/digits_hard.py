@@ -151,6 +151,7 @@ def main() -> None:
         for name, r in results.items()
     ]
     both = same_budget["mean"] is not None and small["mean"] is not None
+    p_small = welch_p(small, same_budget) if both else None
     checks = [
         check(f"resnet20 after {args.epochs} epochs in 0.80-0.93", "n/a" if full["mean"] is None else f"{full['mean']:.4f}",
               None if full["mean"] is None else 0.80 <= full["mean"] <= 0.93),
@@ -163,8 +164,8 @@ def main() -> None:
               f"{small['mean']:.4f} vs {same_budget['mean']:.4f} ({100 * (small['mean'] - same_budget['mean']):+.2f} points)" if both else "n/a",
               (same_budget["mean"] - small["mean"] > 3 * max(same_budget["std"] or 0, small["std"] or 0, 0.005)) if both else None),
         check(f"{SMALL_MODEL} lower than resnet20 at {small_epochs} epochs, one-sided Welch t-test over seeds, p < 0.01",
-              f"p = {welch_p(small, same_budget):.2g} ({len(small['accuracies'])} vs {len(same_budget['accuracies'])} seeds)" if both and welch_p(small, same_budget) is not None else "n/a",
-              (welch_p(small, same_budget) < 0.01) if both and welch_p(small, same_budget) is not None else None),
+              f"p = {p_small:.2g} ({len(small['accuracies'])} vs {len(same_budget['accuracies'])} seeds)" if p_small is not None else "n/a",
+              None if p_small is None else p_small < 0.01),
         check("seed-to-seed std of resnet20 test top-1 <= 0.5 points", "n/a" if full["std"] is None else f"{100 * full['std']:.2f} points",
               None if full["std"] is None else full["std"] <= 0.005),
     ]

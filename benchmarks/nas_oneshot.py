@@ -59,9 +59,14 @@ def standalone_accuracy(space: Mbv2Space, args, work: Path, index: int, arch: di
     return resumable(work, f"standalone {index} seed {seed} {arch}", train_and_score)
 
 
+def standalone_splits(args) -> tuple:
+    """(train, val, held-out) datasets of the stand-alone runs."""
+    return tuple(get_dataset(args.data, split, args.image_size, root=args.data_root) for split in ("train", "val", args.eval_split))
+
+
 def train_standalone_shard(space: Mbv2Space, args, work: Path, shard: int, count: int) -> None:
     """Every `count`-th (subnet, seed) stand-alone run from the `shard`-th, in the order the full run uses."""
-    splits = tuple(get_dataset(args.data, split, args.image_size, root=args.data_root) for split in ("train", "val", args.eval_split))
+    splits = standalone_splits(args)
     runs = [(index, arch, seed) for index, arch in enumerate(spread_archs(space, args.archs)) for seed in args.seeds]
     for index, arch, seed in runs[shard::count]:
         print(f"subnet {index} seed {seed}: {standalone_accuracy(space, args, work, index, arch, seed, splits):.4f}", flush=True)
@@ -104,7 +109,7 @@ def main() -> None:
     archs = spread_archs(space, args.archs)
     oneshot_acc = OneShotEvaluator(space, supernet=supernet_dir, metric="accuracy", eval_samples=args.oneshot_samples)
     oneshot_loss = OneShotEvaluator(space, supernet=supernet_dir, metric="loss", eval_samples=args.oneshot_samples)
-    splits = tuple(get_dataset(args.data, split, args.image_size, root=args.data_root) for split in ("train", "val", args.eval_split))
+    splits = standalone_splits(args)
     chans = splits[0].spec.in_chans
     rows, records = [], []
     for index, arch in enumerate(archs):
