@@ -4,6 +4,7 @@ a MobileNetV3-style block (depthwise conv, squeeze-excitation, hardswish)."""
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -93,24 +94,79 @@ def mobilenet(tmp_path_factory):
     return model, *_quantized(model, tmp_path_factory.mktemp("mbv3"))
 
 
-def test_attention_quantizes_the_linears_and_keeps_its_matmuls_layernorm_softmax_gelu_and_the_residual_stream_float(vit):
+def test_attention_quantizes_the_linears_and_q_k_and_keeps_softmax_v_layernorm_softmax_gelu_and_the_residual_stream_float(vit):
     _, model, decisions, _, _ = vit
     counts = qdq_inputs(model)
     matmuls = _by_op(counts, model, "MatMul")
     assert len(matmuls) == 6  # fused qkv, q @ k^T, softmax @ v, proj, two MLP linears
     linears = {name: count for name, count in matmuls.items() if "qkv" in name or "proj" in name or "mlp" in name}
     assert len(linears) == 4 and all(count == 2 for count in linears.values()), matmuls  # activation and weight
-    # q @ k^T and softmax @ v read float q, k, v and softmax: OpenVINO's fused attention kernel then runs
-    # in float instead of an f32 kernel with fake-quantize steps inside (3x slower per block on deit-tiny)
+    # q @ k^T reads INT8 q and k (OpenVINO's fused attention kernel runs it in INT8); softmax @ v reads float
+    # softmax and v, as in NNCF's transformer scheme
+    reasons = {d.node: d.reason for d in decisions}
     attention = {name: count for name, count in matmuls.items() if name not in linears}
-    assert len(attention) == 2 and all(count == 0 for count in attention.values()), matmuls
+    q_k = [name for name in attention if "Q @ K^T" in reasons[name]]
+    softmax_v = [name for name in attention if "softmax @ V" in reasons[name]]
+    assert len(q_k) == 1 and len(softmax_v) == 1, reasons
+    assert counts[q_k[0]] == 2 and counts[softmax_v[0]] == 0, matmuls
     for op_type in ("LayerNormalization", "Softmax", "Erf", "Add"):  # Add: bias, position, GELU's +1, residual
         floats = _by_op(counts, model, op_type)
         assert floats and all(count == 0 for count in floats.values()), (op_type, floats)
     assert not [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0].endswith("Softmax_output_0")]
-    reasons = {d.node: d.reason for d in decisions}
-    assert sum("attention matmul" in r for r in reasons.values()) == 2
     assert any("transformer stream" in r for r in reasons.values())
+
+
+def _activation_zero_points(model: onnx.ModelProto, reader: str) -> list:
+    """The zero points of the activation QuantizeLinear nodes whose dequantized output `reader` reads."""
+    producer = {output: node for node in model.graph.node for output in node.output}
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.name == reader)
+    points = []
+    for name in node.input:
+        dequant = producer.get(name)
+        quant = producer.get(dequant.input[0]) if dequant is not None and dequant.op_type == "DequantizeLinear" else None
+        if quant is not None and quant.op_type == "QuantizeLinear":
+            points.append(constants[quant.input[2]])
+    return points
+
+
+def test_what_transformer_linears_and_q_k_read_is_int8_symmetric_where_it_goes_negative(vit):
+    """LayerNorm, GELU and attention outputs go negative: int8 with zero point 0 (OpenVINO needs no zero-point correction)."""
+    _, model, decisions, _, _ = vit
+    reasons = {d.node: d.reason for d in decisions}
+    readers = [d.node for d in decisions if d.quantized and d.op_type == "MatMul"]
+    assert len(readers) == 5  # qkv, Q @ K^T, proj, fc1, fc2
+    for reader in readers:
+        points = _activation_zero_points(model, reader)
+        assert len(points) == (2 if "Q @ K^T" in reasons[reader] else 1), (reader, points)
+        assert all(p.dtype == np.int8 and int(p) == 0 for p in points), (reader, points)
+
+
+class SquaredNormLinear(nn.Module):
+    """A linear reading LayerNorm's output squared: a transformer linear whose input never goes negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm, self.linear = nn.LayerNorm(16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = self.norm(x.reshape(x.shape[0], 16, 16))
+        return self.linear(y * y).mean(1)
+
+
+def test_a_transformer_linear_input_that_never_goes_negative_stays_uint8(tmp_path):
+    model, decisions, _, _ = _quantized(SquaredNormLinear(), tmp_path)
+    linear = next(d for d in decisions if d.op_type == "MatMul")
+    assert "transformer linear" in linear.reason
+    points = _activation_zero_points(model, linear.node)
+    assert len(points) == 1 and points[0].dtype == np.uint8, points
+
+
+def test_convolutional_activations_stay_uint8(mobilenet):
+    _, model, decisions, _, _ = mobilenet
+    convs = [d.node for d in decisions if d.quantized and d.op_type == "Conv"]
+    points = [p for conv in convs for p in _activation_zero_points(model, conv)]
+    assert len(points) >= len(convs) and all(p.dtype == np.uint8 for p in points)
 
 
 def test_squeeze_excitation_stays_float_and_depthwise_and_residual_convs_are_int8(mobilenet):

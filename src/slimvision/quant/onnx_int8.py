@@ -1,7 +1,9 @@
 """INT8 ONNX models made with onnxruntime's quantization tool: static QDQ (calibrated) and dynamic.
 
 On x86, activations are unsigned 8-bit and weights signed 8-bit per channel: onnxruntime's
-integer kernels (VNNI) expect that pairing; signed activations fall back to much slower paths.
+integer kernels (VNNI) expect that pairing for convolutions. The exception is what a transformer's
+linears and Q @ K^T read: int8 with a symmetric range where it goes negative, which OpenVINO's
+FullyConnected and fused attention kernels take without a zero point (`slimvision.quant.placement`).
 The same QDQ file runs on onnxruntime and on OpenVINO.
 
 Besides the layers with weights, activations (ReLU, Clip) and residual adds are quantized so that
@@ -17,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import onnx
 import torch
 
@@ -123,11 +126,21 @@ def quantize_static_qdq(
         target = Path(tmp) / "int8.onnx"
         prepared_model = onnx.load(str(prepared))
         requested = list(exclude)
+        overrides: dict[str, list[dict]] = {}
         if pattern_aware:
             plan = placement.plan_placement(prepared_model)
             exclude = sorted(set(exclude) | set(placement.float_nodes(plan)))
             if decisions is not None:
                 decisions.extend(plan)
+            kept = set(exclude) | set(float_blocks)
+            candidates = placement.signed_candidates(prepared_model, [d for d in plan if d.node not in kept])
+            if candidates:
+                calibration_cache = Path(calibration_cache or Path(tmp) / "calibration.json")
+                ranges = _calibrated_ranges(prepared, calib_images, method, [*QUANTIZABLE_OPS, *flow_ops], calibration_cache)
+                overrides = {
+                    tensor: [{"quant_type": QuantType.QInt8, "symmetric": True}]
+                    for tensor in candidates if tensor in ranges and float(np.min(ranges[tensor].range_value[0])) < 0
+                }
         # what the caller keeps float (not the placement's float ops, which sit between their neighbours' Q/DQ pairs)
         float_layers = _with_float_inputs(prepared_model, requested) if flow_ops else list(requested)
         excluded = _with_float_inputs(prepared_model, exclude) if flow_ops else list(exclude)
@@ -140,6 +153,7 @@ def quantize_static_qdq(
                 "CalibMovingAverage": False, "QDQKeepRemovableActivations": keep_activations,
                 # a MatMul's output feeds a bias Add, Softmax or the residual stream, all kept float: no Q/DQ there
                 "OpTypesToExcludeOutputQuantization": list(placement.FLOAT_OUTPUT_OPS) if pattern_aware else [],
+                "TensorQuantOverrides": overrides,
             },
             calibration_cache_path=calibration_cache,
         )
@@ -148,6 +162,20 @@ def quantize_static_qdq(
             onnx.save(with_float_reads(quantized, float_layers), str(target))
         atomic_write_bytes(out_path, target.read_bytes())
     return Path(out_path)
+
+
+def _calibrated_ranges(prepared: Path, calib_images: torch.Tensor, method: str, op_types: Sequence[str], cache: Path):
+    """Every calibrated activation range of `prepared`, computed into `cache` (onnxruntime's format, which the quantizer
+    then reads instead of calibrating again) unless the cache already holds them."""
+    from onnxruntime.quantization import create_calibrator
+    from onnxruntime.quantization.calibrate import load_tensors_data, save_tensors_data
+
+    if not cache.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            calibrator = create_calibrator(prepared, list(op_types), str(Path(tmp) / "augmented.onnx"), _calibration_method(method))
+            calibrator.collect_data(_BatchReader(calib_images))
+            save_tensors_data(calibrator.compute_data(), cache)
+    return load_tensors_data(cache)
 
 
 def with_float_reads(model: onnx.ModelProto, nodes: Sequence[str]) -> onnx.ModelProto:

@@ -3,13 +3,19 @@
 What to quantize depends on the block, not only on the op type:
 - Layers with weights (Conv, Gemm, MatMul with a constant weight) are quantized; depthwise convolutions
   too, since the weights are per channel, which is what keeps their very different channel ranges apart.
-- Attention: the linears (fused qkv, projection, MLP) are quantized. The two activation x activation
-  MatMuls (Q @ K^T, softmax @ V) stay float: OpenVINO fuses Q @ K^T, Softmax and @ V into one attention
-  kernel, and with Q/DQ pairs on q, k, v and the softmax output that kernel ran in f32 with the
-  fake-quantize steps inside it (deit-tiny at 32 px, batch 32: 0.195 ms per block against 0.066 ms in
-  float, OpenVINO's per-layer counters). Whole network, interleaved: batch 1 0.45-0.48 ms against
-  0.95-2.03 ms in three runs; batch 32 3.80 against 4.19 ms (NNCF's INT8 3.91 ms) on a quiet machine and
-  3.94 against 4.09 ms (NNCF 3.89 ms, fastest rounds) under load; onnxruntime is level at batch 32.
+- Attention: the linears (fused qkv, projection, MLP) and Q @ K^T are quantized; softmax @ V stays float.
+  OpenVINO fuses Q @ K^T, Softmax and @ V into one attention kernel. With Q/DQ pairs on q, k, v and the
+  softmax output, and uint8 (asymmetric) q and k, that kernel ran in f32 with the fake-quantize steps
+  inside it (deit-tiny at 32 px, batch 32: 0.195 ms per block against 0.066 ms in float, OpenVINO's
+  per-layer counters). With int8 symmetric q and k and a float softmax @ V, as NNCF's transformer scheme
+  places them, it runs in INT8.
+- Signed activations: what a transformer's linears and Q @ K^T read (LayerNorm, GELU, attention outputs)
+  is quantized to int8 with a symmetric range (no zero point) when its calibrated range goes negative,
+  and to uint8 otherwise. OpenVINO runs those FullyConnected layers on signed inputs without a zero-point
+  correction. deit-tiny at 32 px, batch 32, OpenVINO, 15 interleaved rounds against NNCF's transformer
+  INT8 on the same machine: uint8 everywhere 0.94x (2 threads) / 0.96x (1 thread); signed linears 0.96x /
+  0.96x; signed linears and INT8 Q @ K^T 0.97x / 1.05x. Q @ K^T on uint8 q and k: 0.90x / 0.94x.
+  Convolutional networks are unchanged (uint8 asymmetric activations, onnxruntime's fastest x86 path).
   LayerNorm, Softmax and GELU are never quantized, and neither is the float Add inside GELU's erf form,
   a bias Add, a position-embedding Add or a residual Add on a transformer's residual stream: that stream
   carries a few very large channels, and one per-tensor uint8 scale for it would flatten all the others.
@@ -35,6 +41,8 @@ _TRANSPARENT_OPS = {"Add", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsque
                     "DequantizeLinear", "QuantizeLinear", "Identity", "Cast"}
 # ops whose outputs put a tensor on a transformer's residual stream (or inside GELU)
 _TRANSFORMER_OPS = {"MatMul", "Gemm", "LayerNormalization", "Softmax", "Erf", "Gelu"}
+# what may sit between a transformer op and a linear reading it: moves, GELU's erf-form products, attention's scale
+_TO_LINEAR_OPS = _TRANSPARENT_OPS | {"Mul", "Div"}
 # ops a pooled (1x1) tensor stays pooled through; not Mul: the excitation's Mul rescales the full-size map
 _POOLED_THROUGH = {"Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "Conv", "Identity"}
 _POOLING_OPS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean"}
@@ -101,10 +109,27 @@ def _weighted(graph: _Graph, node: onnx.NodeProto) -> Decision:
     if node.op_type == "Conv" and graph.reaches(data, _POOLING_OPS, _POOLED_THROUGH):
         return Decision(node.name, node.op_type, False, "conv on a pooled 1x1 tensor (squeeze-excitation): INT8 saves nothing there")
     if node.op_type == "MatMul" and not graph.is_constant(weight) and not graph.is_constant(data):
-        return Decision(node.name, node.op_type, False, "attention matmul (activation x activation): stays float, runtimes fuse it into a float attention kernel")
+        if graph.reaches(data, {"Softmax"}, _TRANSPARENT_OPS) or graph.reaches(weight, {"Softmax"}, _TRANSPARENT_OPS):
+            return Decision(node.name, node.op_type, False, "attention softmax @ V: stays float (NNCF's transformer scheme too)")
+        return Decision(node.name, node.op_type, True, "attention Q @ K^T: INT8 on signed symmetric q and k, which OpenVINO's fused attention kernel runs in INT8")
+    if node.op_type in ("MatMul", "Gemm") and _reads_transformer(graph, data):
+        return Decision(node.name, node.op_type, True, "transformer linear, per-channel weight scales, signed symmetric input where it goes negative")
     if node.op_type == "Conv" and _group_count(node) > 1:
         return Decision(node.name, node.op_type, True, "depthwise/grouped conv, per-channel weight scales")
     return Decision(node.name, node.op_type, True, "layer with weights, per-channel weight scales")
+
+
+def _reads_transformer(graph: _Graph, tensor: str) -> bool:
+    return not graph.is_constant(tensor) and graph.reaches(tensor, _TRANSFORMER_OPS, _TO_LINEAR_OPS)
+
+
+def signed_candidates(model: onnx.ModelProto, decisions: list[Decision]) -> list[str]:
+    """The activations read by the quantized transformer linears and Q @ K^T of `model`: int8 symmetric where their range goes negative."""
+    graph = _Graph(model)
+    quantized = {d.node for d in decisions if d.quantized and d.op_type in ("MatMul", "Gemm")}
+    return sorted({
+        tensor for node in graph.nodes if node.name in quantized for tensor in node.input[:2] if _reads_transformer(graph, tensor)
+    })
 
 
 def _add(graph: _Graph, node: onnx.NodeProto) -> Decision:

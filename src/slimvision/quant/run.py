@@ -287,7 +287,8 @@ def quantize(
         if precision != "int8":
             conditions["activations"] = f"none: the fp32 model ({precision} math) was the fastest accurate deployment"
         else:
-            conditions["activations"] = "uint8 (asymmetric), weights int8 per channel (QDQ)" if chosen != "torchao" else "torchao X86InductorQuantizer default config"
+            conditions["activations"] = ("uint8 (asymmetric); int8 (symmetric) where a transformer linear or Q @ K^T reads a tensor that goes negative; "
+                                         "weights int8 per channel (QDQ)") if chosen != "torchao" else "torchao X86InductorQuantizer default config"
         onnx_file = fp32_path if precision != "int8" else int8_files.get(chosen)
         return QuantResult(
             chosen, config.mode, input_size, summary, conditions,
