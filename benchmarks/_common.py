@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -77,6 +78,21 @@ def work_dir(work: Path | None, prefix: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
     return work
+
+
+def recorded(work: Path, key: str) -> bool:
+    """True once `key`'s result is in work/finished.jsonl."""
+    record = work / "finished.jsonl"
+    return record.is_file() and any(json.loads(line)["key"] == key for line in record.read_text().splitlines())
+
+
+def wait_for(work: Path, keys, poll_s: float = 30.0) -> None:
+    """Block until every key in `keys` is recorded in work/finished.jsonl (by another process sharing --work)."""
+    for key in keys:
+        if not recorded(work, key):
+            print(f"waiting for {key!r} (another process on this --work computes it)", flush=True)
+        while not recorded(work, key):
+            time.sleep(poll_s)
 
 
 def resumable(work: Path, key: str, compute):

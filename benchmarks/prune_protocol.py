@@ -9,7 +9,9 @@ ratio at batch 32 in the same process. Writes benchmarks/results/prune.md (+ .js
     python benchmarks/prune_protocol.py [--data digits-hard] [--seeds 3] [--finetune-epochs 5] [--work DIR]
 
 With --work DIR a stopped run resumes with the same arguments: the base model and every finished
-pruning, PreCropping and scratch run are kept there and not trained again.
+pruning, PreCropping and scratch run are kept there and not trained again. `--shard i/k` trains every
+k-th run from the i-th (k processes on one --work; a run waits for the base model or the L1 run it builds
+on) and exits; a last run without --shard writes the results.
 
 With --data other than digits the files are named prune_<data>.md/.json.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, work_dir, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, wait_for, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
 from slimvision.measure import accuracy, measure_latency
@@ -45,6 +47,27 @@ def train_from_scratch(arch_model, epochs: int, seed: int, data) -> float:
     return accuracy(arch_model, test)
 
 
+def protocol_runs(args, work: Path, data) -> list[tuple[str, tuple[str, ...], object]]:
+    """Every training run of the protocol as (key, keys it needs finished first, compute), in the order the full run takes them."""
+    base_dir = work / "base"
+    scratch_epochs = args.base_epochs + args.finetune_epochs
+    runs: list = [("base", (), lambda: train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False)), base_dir)["accuracy"])]
+    for seed in range(args.seeds):  # PreCropping starts from scratch: it needs no base model
+        runs.append((f"precrop-{seed}", (), lambda seed=seed: prune_artifact(
+            "resnet20", PruneConfig(method="precrop", macs_ratio=0.5, seed=seed), work / f"precrop-{seed}",
+            data=args.data, image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed), threads=args.threads,
+        )))
+    for method in CRITERIA:
+        for seed in range(args.seeds):
+            config = PruneConfig(method=method, macs_ratio=0.5, seed=seed, sparsity_epochs=2 if method == "bn" else 0)
+            runs.append((f"{method}-{seed}", ("base",), lambda config=config, method=method, seed=seed: prune_artifact(
+                str(base_dir), config, work / f"{method}-{seed}", finetune_config=FinetuneConfig(epochs=args.finetune_epochs, seed=seed), threads=args.threads
+            )))
+    for seed in range(args.seeds):
+        runs.append((f"scratch-{seed}", (f"l1-{seed}",), lambda seed=seed: train_from_scratch(load_artifact(work / f"l1-{seed}").model, scratch_epochs, seed, data)))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
@@ -53,32 +76,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default="digits", help="digits or digits-hard (3 channels, 32x32 native).")
     parser.add_argument("--work", type=Path, default=None, help="Keep every finished run here, so a stopped run resumes (default: a temporary directory).")
+    parser.add_argument("--shard", default=None, help="i/k: train only every k-th run from the i-th (waiting for the runs it builds on), then exit (needs --work).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = work_dir(args.work, "prune-protocol-")
     data = tuple(get_dataset(args.data, split, 32) for split in ("train", "val", "test"))
     start = time.perf_counter()
-    base_dir = work / "base"
-    base_acc = resumable(work, "base", lambda: train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False)), base_dir)["accuracy"])
-    results: dict[str, list[dict]] = {}
-    for method in CRITERIA:
-        for seed in range(args.seeds):
-            config = PruneConfig(method=method, macs_ratio=0.5, seed=seed, sparsity_epochs=2 if method == "bn" else 0)
-            summary = resumable(work, f"{method}-{seed}", lambda config=config, method=method, seed=seed: prune_artifact(
-                str(base_dir), config, work / f"{method}-{seed}", finetune_config=FinetuneConfig(epochs=args.finetune_epochs, seed=seed), threads=args.threads
-            ))
-            results.setdefault(method, []).append(summary)
-            print(method, seed, f"{summary['accuracy_after']:.4f}", f"macs kept {summary['macs_kept']:.3f}", flush=True)
+    runs = protocol_runs(args, work, data)
+    if args.shard is not None:
+        if args.work is None:
+            parser.error("--shard needs --work: the shards share its finished.jsonl")
+        index, count = (int(part) for part in args.shard.split("/"))
+        for key, needs, compute in runs[index::count]:
+            wait_for(work, needs)
+            result = resumable(work, key, compute)
+            print(key, f"{result if isinstance(result, float) else result['accuracy_after']:.4f}", flush=True)
+        return
+    finished = {key: resumable(work, key, compute) for key, _, compute in runs}
+    base_acc = finished["base"]
     scratch_epochs = args.base_epochs + args.finetune_epochs
-    for seed in range(args.seeds):
-        summary = resumable(work, f"precrop-{seed}", lambda seed=seed: prune_artifact(
-            "resnet20", PruneConfig(method="precrop", macs_ratio=0.5, seed=seed), work / f"precrop-{seed}",
-            data=args.data, image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed), threads=args.threads,
-        ))
-        results.setdefault("precrop", []).append(summary)
-        scratch_acc = resumable(work, f"scratch-{seed}", lambda seed=seed: train_from_scratch(load_artifact(work / f"l1-{seed}").model, scratch_epochs, seed, data))
-        results.setdefault("scratch (L1 arch)", []).append({"accuracy_after": scratch_acc, "macs_kept": results["l1"][seed]["macs_kept"], "accuracy_pruned": None})
-        print("precrop/scratch", seed, flush=True)
+    results: dict[str, list[dict]] = {method: [finished[f"{method}-{seed}"] for seed in range(args.seeds)] for method in [*CRITERIA, "precrop"]}
+    results["scratch (L1 arch)"] = [
+        {"accuracy_after": finished[f"scratch-{seed}"], "macs_kept": results["l1"][seed]["macs_kept"], "accuracy_pruned": None} for seed in range(args.seeds)
+    ]
+    for method in CRITERIA:
+        for seed, summary in enumerate(results[method]):
+            print(method, seed, f"{summary['accuracy_after']:.4f}", f"macs kept {summary['macs_kept']:.3f}", flush=True)
 
     # resnet56 at 40% MACs: MACs error and same-process latency ratio
     r56 = create_model("resnet56").eval()
