@@ -8,20 +8,23 @@ digits, distill_<data>.md/.json.
     python benchmarks/distill.py [--seeds 3] [--image-size 16] [--data digits-hard --image-size 32] [--work DIR]
 
 With --work DIR a stopped run resumes with the same arguments: the teacher and every finished student
-run are kept there and not trained again.
+run are kept there and not trained again. `--shard i/k` trains every k-th run from the i-th (k processes
+on one --work; a run that needs the teacher waits for it, resnet20's none and ema runs train beside it)
+and exits; a last run without --shard writes the results.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, work_dir, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, wait_for, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.distill import DistillConfig, distill
 from slimvision.io import load_artifact
@@ -41,6 +44,44 @@ LOSSES = {
 }
 
 
+# losses that need no trained teacher (none: plain cross-entropy; ema: the student's own moving average)
+TEACHERLESS = ("none", "ema")
+RESNET20, PRUNED = "resnet20 (from scratch)", "resnet56 pruned to 50% MACs (fine-tune)"
+
+
+def distill_runs(args, work: Path, splits) -> tuple[list, object]:
+    """(every run as (key, keys it needs finished first, compute) in the order the full run takes them, a loader of the
+    trained teacher and its pruned copy). resnet20's teacherless runs come first: they can train beside the teacher."""
+    train, val, test = splits
+    size = args.image_size
+
+    @functools.cache
+    def teacher_and_pruned():
+        teacher = load_artifact(work / "teacher").model
+        return teacher, prune(teacher, torch.zeros(1, train.spec.in_chans, size, size), PruneConfig(method="l1", macs_ratio=0.5)).model
+
+    students = {
+        RESNET20: (lambda: create_model("resnet20", in_chans=train.spec.in_chans), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False)),
+        PRUNED: (lambda: copy.deepcopy(teacher_and_pruned()[1]), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False)),
+    }
+    runs = [("teacher", (), lambda: train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher"))]
+    for student_name, (make_student, base_config) in students.items():
+        for loss_name, loss_config in LOSSES.items():
+            for seed in range(args.seeds):
+                needs_teacher = student_name == PRUNED or loss_name not in TEACHERLESS
+
+                def run(make_student=make_student, base_config=base_config, loss_config=loss_config, seed=seed) -> float:
+                    seed_everything(seed)
+                    student = make_student()
+                    teacher = teacher_and_pruned()[0] if loss_config.loss not in TEACHERLESS else None  # the loss ignores it otherwise
+                    distill(student, teacher, train, val, loss_config, TrainConfig(**{**base_config.to_dict(), "seed": seed}))
+                    return accuracy(student, test)
+
+                runs.append((f"{student_name} {loss_name} {seed}", ("teacher",) if needs_teacher else (), run))
+    runs.sort(key=lambda entry: entry[0] != "teacher" and bool(entry[1]))  # stable: the teacher, the teacherless runs, the rest
+    return runs, teacher_and_pruned
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
@@ -51,43 +92,39 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default="digits", help="digits or digits-hard.")
     parser.add_argument("--work", type=Path, default=None, help="Keep the teacher and every finished run here, so a stopped run resumes (default: a temporary directory).")
+    parser.add_argument("--shard", default=None, help="i/k: train only every k-th run from the i-th (waiting for the teacher where a run needs it), then exit (needs --work).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     work = work_dir(args.work, "distill-bench-")
     size = args.image_size
-    train, val, test = (get_dataset(args.data, s, size) for s in ("train", "val", "test"))
-    resumable(work, "teacher", lambda: train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher"))
-    teacher = load_artifact(work / "teacher").model
+    train, val, test = splits = tuple(get_dataset(args.data, s, size) for s in ("train", "val", "test"))
+    runs, teacher_and_pruned = distill_runs(args, work, splits)
+    if args.shard is not None:
+        if args.work is None:
+            parser.error("--shard needs --work: the shards share its finished.jsonl")
+        index, count = (int(part) for part in args.shard.split("/"))
+        for key, needs, compute in runs[index::count]:
+            wait_for(work, needs)
+            result = resumable(work, key, compute)
+            print(key, f"{result:.4f}" if isinstance(result, float) else "", flush=True)
+        return
+    finished = {key: resumable(work, key, compute) for key, _, compute in runs}
+    teacher, pruned = teacher_and_pruned()
     teacher_acc = accuracy(teacher, test)
-    pruned = prune(teacher, torch.zeros(1, train.spec.in_chans, size, size), PruneConfig(method="l1", macs_ratio=0.5)).model
     pruned_acc = accuracy(pruned, test)
     macs_kept = count_macs(pruned, train.spec.input_size) / count_macs(teacher, train.spec.input_size)
-
-    students = {
-        "resnet20 (from scratch)": (lambda: create_model("resnet20", in_chans=train.spec.in_chans), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False)),
-        "resnet56 pruned to 50% MACs (fine-tune)": (lambda: copy.deepcopy(pruned), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False)),
-    }
-    results: dict[str, dict[str, list[float]]] = {}
-    for student_name, (make_student, base_config) in students.items():
-        for loss_name, loss_config in LOSSES.items():
-            for seed in range(args.seeds):
-
-                def run(make_student=make_student, base_config=base_config, loss_config=loss_config, seed=seed) -> float:
-                    seed_everything(seed)
-                    student = make_student()
-                    distill(student, teacher, train, val, loss_config, TrainConfig(**{**base_config.to_dict(), "seed": seed}))
-                    return accuracy(student, test)
-
-                results.setdefault(student_name, {}).setdefault(loss_name, []).append(resumable(work, f"{student_name} {loss_name} {seed}", run))
-            print(student_name, loss_name, results[student_name][loss_name], flush=True)
+    results = {student: {loss: [finished[f"{student} {loss} {seed}"] for seed in range(args.seeds)] for loss in LOSSES} for student in (RESNET20, PRUNED)}
+    for student_name, by_loss in results.items():
+        for loss_name, accs in by_loss.items():
+            print(student_name, loss_name, accs, flush=True)
 
     rows = []
     for student_name, by_loss in results.items():
         baseline = statistics.mean(by_loss["none"])
         for loss_name, accs in by_loss.items():
             rows.append([student_name, loss_name, mean_std(accs), f"{100 * (statistics.mean(accs) - baseline):+.2f}"])
-    nkd, plain = results["resnet56 pruned to 50% MACs (fine-tune)"]["nkd"], results["resnet56 pruned to 50% MACs (fine-tune)"]["none"]
+    nkd, plain = results[PRUNED]["nkd"], results[PRUNED]["none"]
     cond = conditions(args.threads)
     md = [
         f"# Knowledge distillation on {args.data}",
