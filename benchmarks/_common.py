@@ -95,6 +95,15 @@ def wait_for(work: Path, keys, poll_s: float = 30.0) -> None:
             time.sleep(poll_s)
 
 
+def run_shard(work: Path, runs, shard: str, describe=str) -> None:
+    """For `shard` "i/k": compute every k-th of `runs` ((key, keys it needs recorded first, compute)) from the i-th,
+    each once what it needs is in work/finished.jsonl (k processes share `work`), printing `describe(result)`."""
+    index, count = (int(part) for part in shard.split("/"))
+    for key, needs, compute in runs[index::count]:
+        wait_for(work, needs)
+        print(key, describe(resumable(work, key, compute)), flush=True)
+
+
 def resumable(work: Path, key: str, compute):
     """compute()'s JSON-serialisable result, recorded in work/finished.jsonl under `key`: a rerun with the same
     --work returns the recorded result instead of computing it again, so a stopped benchmark resumes."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, wait_for, work_dir, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.distill import DistillConfig, distill
 from slimvision.io import load_artifact
@@ -103,11 +103,7 @@ def main() -> None:
     if args.shard is not None:
         if args.work is None:
             parser.error("--shard needs --work: the shards share its finished.jsonl")
-        index, count = (int(part) for part in args.shard.split("/"))
-        for key, needs, compute in runs[index::count]:
-            wait_for(work, needs)
-            result = resumable(work, key, compute)
-            print(key, f"{result:.4f}" if isinstance(result, float) else "", flush=True)
+        run_shard(work, runs, args.shard, lambda result: f"{result:.4f}" if isinstance(result, float) else "")
         return
     finished = {key: resumable(work, key, compute) for key, _, compute in runs}
     teacher, pruned = teacher_and_pruned()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, wait_for, work_dir, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
 from slimvision.measure import accuracy, measure_latency
@@ -86,11 +86,7 @@ def main() -> None:
     if args.shard is not None:
         if args.work is None:
             parser.error("--shard needs --work: the shards share its finished.jsonl")
-        index, count = (int(part) for part in args.shard.split("/"))
-        for key, needs, compute in runs[index::count]:
-            wait_for(work, needs)
-            result = resumable(work, key, compute)
-            print(key, f"{result if isinstance(result, float) else result['accuracy_after']:.4f}", flush=True)
+        run_shard(work, runs, args.shard, lambda result: f"{result if isinstance(result, float) else result['accuracy_after']:.4f}")
         return
     finished = {key: resumable(work, key, compute) for key, _, compute in runs}
     base_acc = finished["base"]
