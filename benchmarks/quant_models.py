@@ -287,7 +287,13 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "of all of them, and NNCF is judged at its faster thread count. "
         "From 2026-11-29 07:54 UTC each runtime's turn in a round is one untimed call and then at least 50 ms of timed calls "
         "(`--turn-ms`, as in auto's own rounds); before, a turn was 5 calls with no warm-up, which at batch 1 timed a cold "
-        "start (convnext_atto on one thread: 0.30-0.39 ms in 5-call turns against 0.26 ms in 50 ms turns).",
+        "start (convnext_atto on one thread: 0.30-0.39 ms in 5-call turns against 0.26 ms in 50 ms turns). "
+        "From 2026-11-29 08:55 UTC our INT8 files give what a transformer's linears and Q @ K^T read int8 symmetric activations "
+        "where they go negative, and Q @ K^T is INT8 (docs/quant.md); deit at batch 32 went from 0.952x NNCF to 1.007x. "
+        "In that full run resnet18 at batch 1 measured 0.80x NNCF: every 2-thread OpenVINO runtime, ours and NNCF's alike, "
+        "took 0.23 ms against 0.17 ms in auto's own rounds minutes earlier, while NNCF on 1 thread took 0.18 ms. Timed alone, the "
+        "same 2-thread runtime spends periods of seconds at 0.24 ms and others at 0.17 ms while a 1-thread one stays at 0.19 ms, "
+        "so this is the shared machine, not the file. resnet18's row is its re-run alone (09:27 UTC): 0.994x at batch 1.",
         "",
         "Rows whose timing line says \"onnxruntime without spin-waiting\" were measured after three changes (2026-11-29 from 01:25 UTC): "
         "onnxruntime sessions no longer spin-wait (their spinning threads slowed whichever runtime ran right after them), interleaved "
