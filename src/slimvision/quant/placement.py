@@ -13,7 +13,7 @@ What to quantize depends on the block, not only on the op type:
   is quantized to int8 with a symmetric range (no zero point) when its calibrated range goes negative,
   and to uint8 otherwise. OpenVINO runs those FullyConnected layers on signed inputs without a zero-point
   correction. deit-tiny at 32 px, batch 32, OpenVINO, 15 interleaved rounds against NNCF's transformer
-  INT8 on the same machine: uint8 everywhere 0.94x (2 threads) / 0.96x (1 thread); signed linears 0.96x /
+  INT8 on the same machine, one run: uint8 everywhere 0.94x (2 threads) / 0.96x (1 thread); signed linears 0.96x /
   0.96x; signed linears and INT8 Q @ K^T 0.97x / 1.05x. Q @ K^T on uint8 q and k: 0.90x / 0.94x.
   Convolutional networks are unchanged (uint8 asymmetric activations, onnxruntime's fastest x86 path).
   LayerNorm, Softmax and GELU are never quantized, and neither is the float Add inside GELU's erf form,
