@@ -61,10 +61,10 @@ def distill_runs(args, work: Path, splits) -> tuple[list, object]:
         return teacher, prune(teacher, torch.zeros(1, train.spec.in_chans, size, size), PruneConfig(method="l1", macs_ratio=0.5)).model
 
     students = {
-        RESNET20: (lambda: create_model("resnet20", in_chans=train.spec.in_chans), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False)),
-        PRUNED: (lambda: copy.deepcopy(teacher_and_pruned()[1]), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False)),
+        RESNET20: (lambda: create_model("resnet20", in_chans=train.spec.in_chans), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False, channels_last=args.channels_last)),
+        PRUNED: (lambda: copy.deepcopy(teacher_and_pruned()[1]), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False, channels_last=args.channels_last)),
     }
-    runs = [("teacher", (), lambda: train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False)), work / "teacher"))]
+    runs = [("teacher", (), lambda: train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False, channels_last=args.channels_last)), work / "teacher"))]
     for student_name, (make_student, base_config) in students.items():
         for loss_name, loss_config in LOSSES.items():
             for seed in range(args.seeds):
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--data", default="digits", help="digits or digits-hard.")
     parser.add_argument("--work", type=Path, default=None, help="Keep the teacher and every finished run here, so a stopped run resumes (default: a temporary directory).")
     parser.add_argument("--shard", default=None, help="i/k: train only every k-th run from the i-th (waiting for the teacher where a run needs it), then exit (needs --work).")
+    parser.add_argument("--channels-last", action="store_true", help="Every training in NHWC (faster on CPU; another float32 run, so do not mix layouts in one --work).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -129,7 +130,8 @@ def main() -> None:
         f"{args.teacher_epochs} epochs, test accuracy **{teacher_acc:.4f}**. Pruned student: the teacher pruned with L1 to "
         f"{macs_kept:.3f} of its MACs (accuracy right after pruning {pruned_acc:.4f}), fine-tuned {args.finetune_epochs} epochs "
         f"(SGD lr 0.01, cosine). resnet20 student: {args.student_epochs} epochs from scratch (SGD 0.1, 1 warm-up epoch). "
-        f"{args.seeds} seeds, mean ± std of test top-1 ({len(test)} images); Δ is against `none` (plain cross-entropy) for the same student.",
+        f"{args.seeds} seeds, mean ± std of test top-1 ({len(test)} images); Δ is against `none` (plain cross-entropy) for the same student."
+        + (" Every training ran in NHWC (`--channels-last`)." if args.channels_last else ""),
         "Losses use their published defaults: KD T=4, alpha 0.9; NKD T=1, gamma 1.5 (+CE); USKD alpha 1, beta 0.1, mu 0.005 "
         "(weak head on layer2); feature: 1x1-conv projection of student layer3 to teacher layer3, MSE, weight 1 (+CE); "
         "EMA teacher: decay 0.999, KD T=4, alpha 0.5.",

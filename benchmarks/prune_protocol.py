@@ -37,13 +37,13 @@ from slimvision.train.run import RunSpec, train_run
 CRITERIA = ["random", "l1", "l2", "bn", "taylor", "chex"]
 
 
-def train_from_scratch(arch_model, epochs: int, seed: int, data) -> float:
+def train_from_scratch(arch_model, epochs: int, seed: int, data, channels_last: bool) -> float:
     train, val, test = data
     seed_everything(seed)
     for module in arch_model.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    Trainer(arch_model, train, val, TrainConfig(epochs=epochs, seed=seed, progress=False)).fit()
+    Trainer(arch_model, train, val, TrainConfig(epochs=epochs, seed=seed, progress=False, channels_last=channels_last)).fit()
     return accuracy(arch_model, test)
 
 
@@ -51,20 +51,20 @@ def protocol_runs(args, work: Path, data) -> list[tuple[str, tuple[str, ...], ob
     """Every training run of the protocol as (key, keys it needs finished first, compute), in the order the full run takes them."""
     base_dir = work / "base"
     scratch_epochs = args.base_epochs + args.finetune_epochs
-    runs: list = [("base", (), lambda: train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False)), base_dir)["accuracy"])]
+    runs: list = [("base", (), lambda: train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False, channels_last=args.channels_last)), base_dir)["accuracy"])]
     for seed in range(args.seeds):  # PreCropping starts from scratch: it needs no base model
         runs.append((f"precrop-{seed}", (), lambda seed=seed: prune_artifact(
             "resnet20", PruneConfig(method="precrop", macs_ratio=0.5, seed=seed), work / f"precrop-{seed}",
-            data=args.data, image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed), threads=args.threads,
+            data=args.data, image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed, channels_last=args.channels_last), threads=args.threads,
         )))
     for method in CRITERIA:
         for seed in range(args.seeds):
             config = PruneConfig(method=method, macs_ratio=0.5, seed=seed, sparsity_epochs=2 if method == "bn" else 0)
             runs.append((f"{method}-{seed}", ("base",), lambda config=config, method=method, seed=seed: prune_artifact(
-                str(base_dir), config, work / f"{method}-{seed}", finetune_config=FinetuneConfig(epochs=args.finetune_epochs, seed=seed), threads=args.threads
+                str(base_dir), config, work / f"{method}-{seed}", finetune_config=FinetuneConfig(epochs=args.finetune_epochs, seed=seed, channels_last=args.channels_last), threads=args.threads
             )))
     for seed in range(args.seeds):
-        runs.append((f"scratch-{seed}", (f"l1-{seed}",), lambda seed=seed: train_from_scratch(load_artifact(work / f"l1-{seed}").model, scratch_epochs, seed, data)))
+        runs.append((f"scratch-{seed}", (f"l1-{seed}",), lambda seed=seed: train_from_scratch(load_artifact(work / f"l1-{seed}").model, scratch_epochs, seed, data, args.channels_last)))
     return runs
 
 
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--data", default="digits", help="digits or digits-hard (3 channels, 32x32 native).")
     parser.add_argument("--work", type=Path, default=None, help="Keep every finished run here, so a stopped run resumes (default: a temporary directory).")
     parser.add_argument("--shard", default=None, help="i/k: train only every k-th run from the i-th (waiting for the runs it builds on), then exit (needs --work).")
+    parser.add_argument("--channels-last", action="store_true", help="Every training in NHWC (faster on CPU; another float32 run, so do not mix layouts in one --work).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = work_dir(args.work, "prune-protocol-")
@@ -127,7 +128,8 @@ def main() -> None:
         f"Each pruned model is fine-tuned for {args.finetune_epochs} epochs (SGD lr 0.01, cosine, same schedule for all); "
         f"{args.seeds} seeds; mean ± std. `bn` first trains 2 epochs with L1 on BN gammas (1e-4). CHEX explores channels "
         f"during its {args.finetune_epochs} fine-tuning epochs. PreCropping (SNIP densities at initialization) and the scratch "
-        f"baseline (the L1-pruned architecture, re-initialized) train from scratch for {scratch_epochs} epochs (SGD 0.1).",
+        f"baseline (the L1-pruned architecture, re-initialized) train from scratch for {scratch_epochs} epochs (SGD 0.1)."
+        + (" Every training ran in NHWC (`--channels-last`)." if args.channels_last else ""),
         "",
         markdown_table(["method", "MACs kept", "acc. right after pruning", "acc. after fine-tuning", "Δ vs unpruned (points)"], rows),
         "",

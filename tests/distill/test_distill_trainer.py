@@ -64,3 +64,18 @@ def test_distill_cli_from_teacher_into_zoo_student(cli, tmp_path):
     assert json.loads(out)["accuracy"] == pytest.approx(summary["accuracy_student"])
     code, _, err = cli("distill", "--teacher", tmp_path / "t", "--student", "small_cnn", "--loss", "feature", "--student-layer", "bogus", "--teacher-layer", "features.6", "--epochs", "1", "--out", tmp_path / "f")
     assert code == 1 and "bogus" in err and not (tmp_path / "f").exists()
+
+
+def test_distill_cli_channels_last_reaches_the_trainer(cli, tmp_path, monkeypatch):
+    from slimvision.distill import run as distill_run
+
+    layouts, original = [], distill_run.Trainer
+
+    def recording_trainer(student, train_set, val_set, config, *args, **kwargs):
+        layouts.append(config.channels_last)
+        return original(student, train_set, val_set, config, *args, **kwargs)
+
+    monkeypatch.setattr(distill_run, "Trainer", recording_trainer)
+    code, out, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--epochs", "1", "--channels-last", "--data", "digits", "--out", tmp_path / "s", "--json")
+    assert code == 0, err
+    assert layouts == [True]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from slimvision.cli.app import MODEL_SOURCE_HELP, app, console, model_source, print_json
+from slimvision.cli.app import CHANNELS_LAST_HELP, MODEL_SOURCE_HELP, app, console, model_source, print_json
 from slimvision.cli.validate import OVERWRITE_HELP, finite_non_negative, finite_positive
 
 
@@ -35,6 +35,7 @@ def distill_command(
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
     lr: Optional[float] = typer.Option(None, "--lr", callback=finite_positive, help="Learning rate (default: 0.1 from scratch, 0.01 for a model directory)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    channels_last: bool = typer.Option(False, "--channels-last", help=CHANNELS_LAST_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
@@ -47,7 +48,7 @@ def distill_command(
     guard_output(out, [student, teacher, student_weights, teacher_weights, data_root], overwrite)
     config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer, beta=beta, mu=mu, uskd_ranking=uskd_ranking, preset=preset)
     trained = is_artifact_dir(student) or student_weights is not None  # fine-tuning trained weights vs training from scratch
-    train_config = TrainConfig(epochs=epochs, lr=lr or (0.01 if trained else 0.1), seed=seed, warmup_epochs=0 if trained else 1)
+    train_config = TrainConfig(epochs=epochs, lr=lr or (0.01 if trained else 0.1), seed=seed, warmup_epochs=0 if trained else 1, channels_last=channels_last)
     student_source = model_source(student, student_kwargs, student_weights)
     teacher_source = model_source(teacher, teacher_kwargs, teacher_weights)
     summary = distill_artifact(teacher_source, student_source, config, out, train_config, data, image_size, data_root)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from slimvision.cli.app import app, console, print_json
+from slimvision.cli.app import CHANNELS_LAST_HELP, app, console, print_json
 
 supernet_app = typer.Typer(help="Weight-sharing supernets for one-shot NAS.", no_args_is_help=True)
 app.add_typer(supernet_app, name="supernet")
@@ -25,7 +25,7 @@ def supernet_train_command(
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
     lr: float = typer.Option(0.05, "--lr", help="Peak learning rate (SGD, cosine)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    channels_last: bool = typer.Option(False, "--channels-last", help="Train in NHWC: faster CPU convolutions (mbv2 supernet at 16 px: about 2x), weights another float32 run's."),
+    channels_last: bool = typer.Option(False, "--channels-last", help=CHANNELS_LAST_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
 ) -> None:
     """Train a supernet whose subnets share weights (checkpointed, resumable)."""

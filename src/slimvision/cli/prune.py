@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from slimvision.cli.app import MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, model_source, print_json
+from slimvision.cli.app import CHANNELS_LAST_HELP, MODEL_KWARGS_HELP, MODEL_SOURCE_HELP, WEIGHTS_HELP, app, console, model_source, print_json
 from slimvision.cli.validate import OVERWRITE_HELP, finite_positive
 
 
@@ -29,6 +29,7 @@ def prune_command(
     iterative: int = typer.Option(1, "--iterative", min=1, help="Reach the budget in N steps, fine-tuning between them."),
     finetune_epochs: int = typer.Option(0, "--finetune-epochs", min=0, help="Fine-tuning epochs after pruning (and per iterative step)."),
     lr: float = typer.Option(0.01, "--lr", callback=finite_positive, help="Fine-tuning learning rate (SGD, cosine)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help=CHANNELS_LAST_HELP),
     ignore_layers: Optional[list[str]] = typer.Option(None, "--ignore-layers", help="Layer names to keep unpruned (repeatable)."),
     saliency: str = typer.Option("snip", "--saliency", help="precrop: snip or synflow."),
     sparsity_epochs: int = typer.Option(0, "--sparsity-epochs", min=0, help="bn: epochs of L1-on-BN-gamma training before pruning."),
@@ -48,7 +49,7 @@ def prune_command(
         global_pruning=global_pruning, iterative_steps=iterative, ignore_layers=tuple(ignore_layers or ()),
         seed=seed, saliency=saliency, sparsity_epochs=sparsity_epochs,
     )
-    summary = prune_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root, FinetuneConfig(epochs=finetune_epochs, lr=lr, seed=seed), threads)
+    summary = prune_artifact(model_source(model, model_kwargs, weights), config, out, data, image_size, data_root, FinetuneConfig(epochs=finetune_epochs, lr=lr, seed=seed, channels_last=channels_last), threads)
     if not summary:  # a data-parallel rank other than 0
         return
     if json_output:

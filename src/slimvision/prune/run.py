@@ -33,6 +33,7 @@ class FinetuneConfig:
     optimizer: str = "sgd"
     batch_size: int = 64
     seed: int = 0
+    channels_last: bool = False  # fine-tune in NHWC (faster CPU convolutions; another float32 run's weights)
 
 
 def paired_latency_ms(
@@ -68,7 +69,7 @@ def finetune(
         return 0
     train_config = TrainConfig(
         epochs=max(config.epochs, 1), batch_size=config.batch_size, optimizer=config.optimizer, lr=config.lr,
-        warmup_epochs=0, seed=config.seed, progress=True,
+        warmup_epochs=0, seed=config.seed, progress=True, channels_last=config.channels_last,
     )
     found = checkpoint_dirs(checkpoint_dir) if checkpoint_dir is not None and resume else []
     Trainer(model, train_set, val_set, train_config, out_dir=checkpoint_dir, callbacks=callbacks).fit(resume=bool(found))

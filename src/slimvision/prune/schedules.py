@@ -69,6 +69,6 @@ def method_hooks(config, model: nn.Module, example: torch.Tensor, train_set, val
     if config.method == "bn" and config.sparsity_epochs > 0:
         from slimvision.prune.run import FinetuneConfig, finetune
 
-        sparsity = FinetuneConfig(epochs=config.sparsity_epochs, lr=finetune_config.lr, seed=config.seed)
+        sparsity = FinetuneConfig(epochs=config.sparsity_epochs, lr=finetune_config.lr, seed=config.seed, channels_last=finetune_config.channels_last)
         finetune(model, train_set, val_set, sparsity, [BNSparsityRegulariser(config.sparsity_strength)])
     return MethodHooks()
