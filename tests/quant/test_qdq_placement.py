@@ -162,6 +162,43 @@ def test_a_transformer_linear_input_that_never_goes_negative_stays_uint8(tmp_pat
     assert len(points) == 1 and points[0].dtype == np.uint8, points
 
 
+class TalkingHeadsAttention(nn.Module):
+    """EfficientFormerV2-style attention: q, k, v from 1x1 convs, and a 1x1 conv across heads before and after the softmax."""
+
+    def __init__(self, channels: int = 16, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.stem = nn.Conv2d(1, channels, 3, stride=4, padding=1)
+        self.q, self.k, self.v = (nn.Conv2d(channels, channels, 1) for _ in range(3))
+        self.talk1, self.talk2 = nn.Conv2d(heads, heads, 1), nn.Conv2d(heads, heads, 1)
+        self.head = nn.Linear(channels, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        b, c, h, w = x.shape
+        q = self.q(x).reshape(b, self.heads, -1, h * w).transpose(-2, -1)
+        k = self.k(x).reshape(b, self.heads, -1, h * w)
+        v = self.v(x).reshape(b, self.heads, -1, h * w).transpose(-2, -1)
+        attention = self.talk2(self.talk1((q @ k) * (c // self.heads) ** -0.5).softmax(-1))
+        y = (attention @ v).transpose(-2, -1).reshape(b, c, h, w)
+        return self.head(F.adaptive_avg_pool2d(x + y, 1).flatten(1))
+
+
+def test_talking_heads_attention_quantizes_q_k_on_signed_inputs_and_keeps_softmax_v_float(tmp_path):
+    """The softmax reaches @ V through a convolution, and q and k come from convolutions: still Q @ K^T and softmax @ V."""
+    model, decisions, _, _ = _quantized(TalkingHeadsAttention(), tmp_path)
+    attention = [d for d in decisions if d.op_type == "MatMul"]
+    assert len(attention) == 2
+    q_k = [d for d in attention if d.quantized]
+    assert len(q_k) == 1 and "Q @ K^T" in q_k[0].reason, attention
+    points = _activation_zero_points(model, q_k[0].node)
+    assert len(points) == 2 and all(p.dtype == np.int8 and int(p) == 0 for p in points), points
+    softmax_v = next(d for d in attention if not d.quantized)
+    assert "softmax @ V" in softmax_v.reason
+    output = next(n for n in model.graph.node if n.name == softmax_v.node).output[0]
+    assert not [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == output]  # it runs in float
+
+
 def test_convolutional_activations_stay_uint8(mobilenet):
     _, model, decisions, _, _ = mobilenet
     convs = [d.node for d in decisions if d.quantized and d.op_type == "Conv"]

@@ -43,6 +43,8 @@ _TRANSPARENT_OPS = {"Add", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsque
 _TRANSFORMER_OPS = {"MatMul", "Gemm", "LayerNormalization", "Softmax", "Erf", "Gelu"}
 # what may sit between a transformer op and a linear reading it: moves, GELU's erf-form products, attention's scale
 _TO_LINEAR_OPS = _TRANSPARENT_OPS | {"Mul", "Div"}
+# what may sit between Q @ K^T and its Softmax: the scale, a position bias, talking-heads 1x1 convs (EfficientFormerV2)
+_TO_SOFTMAX_OPS = {"Mul", "Div", "Add", "Conv", "Reshape", "Transpose", "Identity", "Cast"}
 # ops a pooled (1x1) tensor stays pooled through; not Mul: the excitation's Mul rescales the full-size map
 _POOLED_THROUGH = {"Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "Conv", "Identity"}
 _POOLING_OPS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean"}
@@ -64,6 +66,10 @@ class _Graph:
         self.producer = {output: node for node in self.nodes for output in node.output}
         self.constants = {init.name for init in model.graph.initializer}
         self.constants |= {n.output[0] for n in self.nodes if n.op_type == "Constant"}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.nodes:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
 
     def is_constant(self, tensor: str) -> bool:
         """True for initializers and Constant outputs, also behind a DequantizeLinear (an already quantized weight)."""
@@ -71,6 +77,20 @@ class _Graph:
         if tensor in self.constants:
             return True
         return node is not None and node.op_type in ("DequantizeLinear", "Identity", "Transpose") and self.is_constant(node.input[0])
+
+    def feeds(self, tensor: str, targets: set[str], through: set[str], limit: int = 64) -> bool:
+        """True if `tensor` flows into an op in `targets`, walking forward through ops in `through` only."""
+        stack, seen = [tensor], set()
+        while stack and len(seen) < limit:
+            for node in self.consumers.get(stack.pop(), []):
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                if node.op_type in targets:
+                    return True
+                if node.op_type in through:
+                    stack += list(node.output)
+        return False
 
     def reaches(self, tensor: str, targets: set[str], through: set[str], limit: int = 64) -> bool:
         """True if `tensor` comes from an op in `targets`, walking back through ops in `through` only."""
@@ -109,9 +129,9 @@ def _weighted(graph: _Graph, node: onnx.NodeProto) -> Decision:
     if node.op_type == "Conv" and graph.reaches(data, _POOLING_OPS, _POOLED_THROUGH):
         return Decision(node.name, node.op_type, False, "conv on a pooled 1x1 tensor (squeeze-excitation): INT8 saves nothing there")
     if node.op_type == "MatMul" and not graph.is_constant(weight) and not graph.is_constant(data):
-        if graph.reaches(data, {"Softmax"}, _TRANSPARENT_OPS) or graph.reaches(weight, {"Softmax"}, _TRANSPARENT_OPS):
-            return Decision(node.name, node.op_type, False, "attention softmax @ V: stays float (NNCF's transformer scheme too)")
-        return Decision(node.name, node.op_type, True, "attention Q @ K^T: INT8 on signed symmetric q and k, which OpenVINO's fused attention kernel runs in INT8")
+        if graph.feeds(node.output[0], {"Softmax"}, _TO_SOFTMAX_OPS):
+            return Decision(node.name, node.op_type, True, "attention Q @ K^T: INT8 on signed symmetric q and k, which OpenVINO's fused attention kernel runs in INT8")
+        return Decision(node.name, node.op_type, False, "activation x activation matmul (attention's softmax @ V): stays float (NNCF's transformer scheme too)")
     if node.op_type in ("MatMul", "Gemm") and _reads_transformer(graph, data):
         return Decision(node.name, node.op_type, True, "transformer linear, per-channel weight scales, signed symmetric input where it goes negative")
     if node.op_type == "Conv" and _group_count(node) > 1:
@@ -124,11 +144,14 @@ def _reads_transformer(graph: _Graph, tensor: str) -> bool:
 
 
 def signed_candidates(model: onnx.ModelProto, decisions: list[Decision]) -> list[str]:
-    """The activations read by the quantized transformer linears and Q @ K^T of `model`: int8 symmetric where their range goes negative."""
+    """The activations read by the quantized transformer linears and Q @ K^T of `model`: int8 symmetric where their range goes negative.
+
+    q and k are candidates whatever produced them (a linear or, in EfficientFormerV2, a convolution)."""
     graph = _Graph(model)
     quantized = {d.node for d in decisions if d.quantized and d.op_type in ("MatMul", "Gemm")}
     return sorted({
-        tensor for node in graph.nodes if node.name in quantized for tensor in node.input[:2] if _reads_transformer(graph, tensor)
+        tensor for node in graph.nodes if node.name in quantized for tensor in node.input[:2]
+        if _reads_transformer(graph, tensor) or not any(graph.is_constant(i) for i in node.input[:2])
     })
 
 
