@@ -293,7 +293,10 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         "In that full run resnet18 at batch 1 measured 0.80x NNCF: every 2-thread OpenVINO runtime, ours and NNCF's alike, "
         "took 0.23 ms against 0.17 ms in auto's own rounds minutes earlier, while NNCF on 1 thread took 0.18 ms. Timed alone, the "
         "same 2-thread runtime spends periods of seconds at 0.24 ms and others at 0.17 ms while a 1-thread one stays at 0.19 ms, "
-        "so this is the shared machine, not the file. resnet18's row is its re-run alone (09:27 UTC): 0.994x at batch 1.",
+        "so this is the shared machine, not the file. resnet18's row is its re-run alone (09:27 UTC): 0.994x at batch 1. "
+        "deit's and efficientformerv2's rows are re-runs (10:01 UTC) after Q @ K^T came to be found by where its output goes "
+        "(into a Softmax, in EfficientFormerV2 through talking-heads convs): deit's file is the same, EfficientFormerV2 had "
+        "its softmax @ V quantized as if it were Q @ K^T.",
         "",
         "Rows whose timing line says \"onnxruntime without spin-waiting\" were measured after three changes (2026-11-29 from 01:25 UTC): "
         "onnxruntime sessions no longer spin-wait (their spinning threads slowed whichever runtime ran right after them), interleaved "
