@@ -3,7 +3,8 @@
 What to quantize depends on the block, not only on the op type:
 - Layers with weights (Conv, Gemm, MatMul with a constant weight) are quantized; depthwise convolutions
   too, since the weights are per channel, which is what keeps their very different channel ranges apart.
-- Attention: the linears (fused qkv, projection, MLP) and Q @ K^T are quantized; softmax @ V stays float.
+- Attention: the linears (fused qkv, projection, MLP) and Q @ K^T (the activation x activation MatMul whose output
+  flows into a Softmax) are quantized; softmax @ V stays float.
   OpenVINO fuses Q @ K^T, Softmax and @ V into one attention kernel. With Q/DQ pairs on q, k, v and the
   softmax output, and uint8 (asymmetric) q and k, that kernel ran in f32 with the fake-quantize steps
   inside it (deit-tiny at 32 px, batch 32: 0.195 ms per block against 0.066 ms in float, OpenVINO's
