@@ -75,3 +75,21 @@ def test_snip_and_synflow_saliencies_have_weight_shapes():
         if name in snip:
             assert snip[name].shape == module.weight.shape == synflow[name].shape
             assert (synflow[name] >= 0).all()
+
+
+def test_a_fresh_zoo_model_is_initialised_by_the_prune_seed_not_by_earlier_work(tmp_path):
+    """PreCropping prunes a model at initialisation: the same --seed must give the same model whatever ran before it."""
+    import torch
+
+    from slimvision.io import load_artifact
+    from slimvision.prune import FinetuneConfig, PruneConfig, prune_artifact
+
+    def pruned_weights(out, noise):
+        torch.rand(noise)  # what an earlier run in the same process consumed
+        prune_artifact("small_cnn", PruneConfig(method="precrop", macs_ratio=0.5, seed=3), out, data="digits",
+                       finetune_config=FinetuneConfig(epochs=0, seed=3), threads=1)
+        return load_artifact(out).model.state_dict()
+
+    first, second = pruned_weights(tmp_path / "a", 5), pruned_weights(tmp_path / "b", 17)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)

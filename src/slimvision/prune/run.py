@@ -19,7 +19,7 @@ from slimvision.prune.chex import ChexConfig, ChexExplorer
 from slimvision.prune.criteria import CRITERIA
 from slimvision.prune.pruner import PruneConfig, PruneResult, classifier_layers, prune, resolve_ignored
 from slimvision.prune.schedules import method_hooks
-from slimvision.train import Callback, Trainer, TrainConfig, distributed
+from slimvision.train import Callback, Trainer, TrainConfig, distributed, seed_everything
 from slimvision.train.checkpoint import checkpoint_dirs, checkpoint_epoch
 
 LATENCY_BATCHES = (1, 32)
@@ -133,7 +133,8 @@ def _prune_artifact(
     finetune_config = finetune_config or FinetuneConfig(seed=config.seed)
     source, arch, meta = resolve_model(model)
     train_set, val_set, test_set = load_splits(meta.get("data"), data, image_size, data_root)
-    if not meta:  # a fresh zoo model: build it for this data
+    if not meta:  # a fresh zoo model: build it for this data, initialised by the seed (not by what ran before in the process)
+        seed_everything(config.seed)
         source, arch, _ = resolve_model(model, num_classes=train_set.spec.num_classes, in_chans=train_set.spec.in_chans)
     input_size = train_set.spec.input_size
     example = torch.zeros(1, *input_size)
