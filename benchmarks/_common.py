@@ -80,18 +80,23 @@ def work_dir(work: Path | None, prefix: str) -> Path:
     return work
 
 
-def recorded(work: Path, key: str) -> bool:
-    """True once `key`'s result is in work/finished.jsonl."""
+def _recorded_entry(work: Path, key: str) -> dict | None:
+    """`key`'s entry in work/finished.jsonl ({"key", "result"}), or None while it is not there."""
     record = work / "finished.jsonl"
-    return record.is_file() and any(json.loads(line)["key"] == key for line in record.read_text().splitlines())
+    if record.is_file():
+        for line in record.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["key"] == key:
+                return entry
+    return None
 
 
 def wait_for(work: Path, keys, poll_s: float = 30.0) -> None:
     """Block until every key in `keys` is recorded in work/finished.jsonl (by another process sharing --work)."""
     for key in keys:
-        if not recorded(work, key):
+        if _recorded_entry(work, key) is None:
             print(f"waiting for {key!r} (another process on this --work computes it)", flush=True)
-        while not recorded(work, key):
+        while _recorded_entry(work, key) is None:
             time.sleep(poll_s)
 
 
@@ -107,13 +112,10 @@ def run_shard(work: Path, runs, shard: str, describe=str) -> None:
 def resumable(work: Path, key: str, compute):
     """compute()'s JSON-serialisable result, recorded in work/finished.jsonl under `key`: a rerun with the same
     --work returns the recorded result instead of computing it again, so a stopped benchmark resumes."""
-    record = work / "finished.jsonl"
-    if record.is_file():
-        for line in record.read_text().splitlines():
-            entry = json.loads(line)
-            if entry["key"] == key:
-                return entry["result"]
+    entry = _recorded_entry(work, key)
+    if entry is not None:
+        return entry["result"]
     result = compute()
-    with record.open("a") as handle:
+    with (work / "finished.jsonl").open("a") as handle:
         handle.write(json.dumps({"key": key, "result": result}, default=lambda o: float(o) if hasattr(o, "__float__") else str(o)) + "\n")
     return result

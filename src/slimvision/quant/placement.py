@@ -81,31 +81,28 @@ class _Graph:
 
     def feeds(self, tensor: str, targets: set[str], through: set[str], limit: int = 64) -> bool:
         """True if `tensor` flows into an op in `targets`, walking forward through ops in `through` only."""
+        return self._walk(tensor, lambda name: self.consumers.get(name, []), lambda node: list(node.output), targets, through, limit)
+
+    def reaches(self, tensor: str, targets: set[str], through: set[str], limit: int = 64) -> bool:
+        """True if `tensor` comes from an op in `targets`, walking back through ops in `through` only."""
+        return self._walk(
+            tensor, lambda name: [self.producer[name]] if name in self.producer else [],
+            lambda node: [i for i in node.input if i and not self.is_constant(i)], targets, through, limit,
+        )
+
+    @staticmethod
+    def _walk(tensor: str, nodes_at, next_tensors, targets: set[str], through: set[str], limit: int) -> bool:
+        """Depth-first from `tensor`: True at the first node of a type in `targets`; continues only past types in `through`."""
         stack, seen = [tensor], set()
         while stack and len(seen) < limit:
-            for node in self.consumers.get(stack.pop(), []):
+            for node in nodes_at(stack.pop()):
                 if id(node) in seen:
                     continue
                 seen.add(id(node))
                 if node.op_type in targets:
                     return True
                 if node.op_type in through:
-                    stack += list(node.output)
-        return False
-
-    def reaches(self, tensor: str, targets: set[str], through: set[str], limit: int = 64) -> bool:
-        """True if `tensor` comes from an op in `targets`, walking back through ops in `through` only."""
-        stack, seen = [tensor], set()
-        while stack and len(seen) < limit:
-            name = stack.pop()
-            node = self.producer.get(name)
-            if node is None or id(node) in seen:
-                continue
-            seen.add(id(node))
-            if node.op_type in targets:
-                return True
-            if node.op_type in through:
-                stack += [i for i in node.input if i and not self.is_constant(i)]
+                    stack += next_tensors(node)
         return False
 
 
