@@ -80,6 +80,18 @@ def work_dir(work: Path | None, prefix: str) -> Path:
     return work
 
 
+def train_resumably(spec, out_dir: Path) -> dict:
+    """train_run(spec) keeping a checkpoint every epoch and continuing from the newest one it finds, so a benchmark
+    stopped in a long training (a teacher, a base model) loses at most one epoch. The result does not change: a
+    resumed run restores the random state with the weights."""
+    from dataclasses import replace
+
+    from slimvision.train.checkpoint import checkpoint_dirs
+    from slimvision.train.run import train_run
+
+    return train_run(replace(spec, config=replace(spec.config, save_every=1)), out_dir, resume=bool(checkpoint_dirs(out_dir)))
+
+
 def _recorded_entry(work: Path, key: str) -> dict | None:
     """`key`'s entry in work/finished.jsonl ({"key", "result"}), or None while it is not there."""
     record = work / "finished.jsonl"

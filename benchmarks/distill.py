@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, work_dir, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, train_resumably, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.distill import DistillConfig, distill
 from slimvision.io import load_artifact
@@ -32,7 +32,7 @@ from slimvision.measure import accuracy, count_macs
 from slimvision.models import create_model
 from slimvision.prune import PruneConfig, prune
 from slimvision.train import TrainConfig, seed_everything
-from slimvision.train.run import RunSpec, train_run
+from slimvision.train.run import RunSpec
 
 LOSSES = {
     "none": DistillConfig("none"),
@@ -64,7 +64,7 @@ def distill_runs(args, work: Path, splits) -> tuple[list, object]:
         RESNET20: (lambda: create_model("resnet20", in_chans=train.spec.in_chans), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False, channels_last=args.channels_last)),
         PRUNED: (lambda: copy.deepcopy(teacher_and_pruned()[1]), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False, channels_last=args.channels_last)),
     }
-    runs = [("teacher", (), lambda: train_run(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, save_every=0, progress=False, channels_last=args.channels_last)), work / "teacher"))]
+    runs = [("teacher", (), lambda: train_resumably(RunSpec("resnet56", args.data, size, config=TrainConfig(epochs=args.teacher_epochs, seed=0, progress=False, channels_last=args.channels_last)), work / "teacher"))]
     for student_name, (make_student, base_config) in students.items():
         for loss_name, loss_config in LOSSES.items():
             for seed in range(args.seeds):

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, work_dir, write_results
+from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, train_resumably, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
 from slimvision.measure import accuracy, measure_latency
 from slimvision.models import create_model
 from slimvision.prune import FinetuneConfig, PruneConfig, prune, prune_artifact
 from slimvision.train import Trainer, TrainConfig, seed_everything
-from slimvision.train.run import RunSpec, train_run
+from slimvision.train.run import RunSpec
 
 CRITERIA = ["random", "l1", "l2", "bn", "taylor", "chex"]
 
@@ -51,7 +51,7 @@ def protocol_runs(args, work: Path, data) -> list[tuple[str, tuple[str, ...], ob
     """Every training run of the protocol as (key, keys it needs finished first, compute), in the order the full run takes them."""
     base_dir = work / "base"
     scratch_epochs = args.base_epochs + args.finetune_epochs
-    runs: list = [("base", (), lambda: train_run(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, save_every=0, progress=False, channels_last=args.channels_last)), base_dir)["accuracy"])]
+    runs: list = [("base", (), lambda: train_resumably(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, progress=False, channels_last=args.channels_last)), base_dir)["accuracy"])]
     for seed in range(args.seeds):  # PreCropping starts from scratch: it needs no base model
         runs.append((f"precrop-{seed}", (), lambda seed=seed: prune_artifact(
             "resnet20", PruneConfig(method="precrop", macs_ratio=0.5, seed=seed), work / f"precrop-{seed}",
