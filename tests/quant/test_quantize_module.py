@@ -46,6 +46,28 @@ def test_module_to_int8_onnx_that_tracks_fp32(tmp_path):
         evaluate_quantized(out)
 
 
+def test_profile_runs_every_engine_on_the_thread_count_auto_chose(tmp_path, monkeypatch):
+    """A torchao runtime runs on torch's threads, an ONNX one on its own: the recorded count must pin both."""
+    import json
+
+    from slimvision.quant import run as quant_run
+
+    result = quantize(small_net(), torch.randn(32, 1, 16, 16), QuantConfig(backend="onnxruntime", calib_samples=32, threads=1))
+    out = result.save(tmp_path / "q", config=QuantConfig(backend="onnxruntime"))
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "threads": 1}))
+    seen = {}
+    real_latency = quant_run.runtime_latency_ms
+    monkeypatch.setattr(quant_run, "runtime_latency_ms", lambda runtime, *a, **k: seen.update(torch=torch.get_num_threads(), session=runtime.session.get_session_options().intra_op_num_threads) or real_latency(runtime, *a, **k))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert profile_quantized(out, repeats=2)["threads"] == 1 and seen == {"torch": 1, "session": 1}
+        assert profile_quantized(out, threads=2, repeats=2)["threads"] == 2 and seen == {"torch": 2, "session": 2}
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_calibration_can_be_a_loader_and_evaluation_data_gives_measured_rows():
     model = small_net()
     test = get_dataset("digits", "test", image_size=16)

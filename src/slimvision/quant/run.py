@@ -595,11 +595,14 @@ def evaluate_quantized(path: str | Path, backend: str | None = None, split: str 
 
 
 def profile_quantized(path: str | Path, backend: str | None = None, threads: int | None = None, repeats: int = 20) -> dict[str, Any]:
+    """Latency and size of a quantized artifact, on `threads` (default: the count `auto` chose for it, if any), which
+    pin torch (a torchao runtime) and the ONNX engines alike."""
+    threads = threads or read_json(Path(path) / "meta.json").get("threads")
     with pinned_threads(threads) as used:
-        runtime, meta = load_quantized_runtime(path, backend, threads)
+        runtime, meta = load_quantized_runtime(path, backend, used)
         input_size = recorded_input_size(meta)
         latency = runtime_latency_ms(runtime, input_size, repeats=repeats)
     return {
-        "model": str(path), "backend": backend or meta["backend"], "input_size": list(input_size), "threads": threads or meta.get("threads") or used,
+        "model": str(path), "backend": backend or meta["backend"], "input_size": list(input_size), "threads": used,
         "latency_ms": {b: {"median": v} for b, v in latency.items()}, "size_bytes": (Path(path) / meta["file"]).stat().st_size,
     }
