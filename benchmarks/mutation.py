@@ -223,7 +223,7 @@ def part_mutmut(module: str, tests: list[str], functions: list[str], max_childre
 
 def part_report() -> None:
     """results/mutation.md from the plants and mutmut JSON files (equivalent-mutant notes: results/mutation_equivalent.json)."""
-    lines = ["# Mutation testing", "", f"Written by `benchmarks/mutation.py` (`python benchmarks/mutation.py --part report`) from the JSON files below.", ""]
+    lines = ["# Mutation testing", "", "Written by `benchmarks/mutation.py` (`python benchmarks/mutation.py --part report`) from the JSON files below.", ""]
     plants_path = RESULTS / "mutation_plants.json"
     if plants_path.exists():
         plants = json.loads(plants_path.read_text())

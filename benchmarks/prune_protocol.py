@@ -3,8 +3,8 @@
 Trains resnet20 on --data (digits or digits-hard, 32x32) once, then for each criterion and seed prunes it to 50% of the
 MACs and fine-tunes for the same number of epochs; PreCropping (a method for initialization) and
 the scratch baseline of the L1-pruned architecture are trained from scratch for the base
-training + fine-tuning epochs. Also measures resnet56 at 40% MACs: MACs error and CPU latency
-ratio at batch 32 in the same process. Writes benchmarks/results/prune.md (+ .json).
+training + fine-tuning epochs. Writes benchmarks/results/prune.md (+ .json). What pruning buys in CPU latency is
+measured apart, in interleaved rounds, by benchmarks/prune_latency.py.
 
     python benchmarks/prune_protocol.py [--data digits-hard] [--seeds 3] [--finetune-epochs 5] [--work DIR]
 
@@ -28,9 +28,8 @@ import torch
 from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, train_resumably, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
-from slimvision.measure import accuracy, measure_latency
-from slimvision.models import create_model
-from slimvision.prune import FinetuneConfig, PruneConfig, prune, prune_artifact
+from slimvision.measure import accuracy
+from slimvision.prune import FinetuneConfig, PruneConfig, prune_artifact
 from slimvision.train import Trainer, TrainConfig, seed_everything
 from slimvision.train.run import RunSpec
 
@@ -100,18 +99,6 @@ def main() -> None:
         for seed, summary in enumerate(results[method]):
             print(method, seed, f"{summary['accuracy_after']:.4f}", f"macs kept {summary['macs_kept']:.3f}", flush=True)
 
-    # resnet56 at 40% MACs: MACs error and same-process latency ratio
-    r56 = create_model("resnet56").eval()
-    r56_pruned = prune(r56, torch.zeros(1, 3, 32, 32), PruneConfig(method="l1", macs_ratio=0.4)).model.eval()
-    latency = {}
-    for batch in (1, 32):
-        base = [measure_latency(r56, (3, 32, 32), batch, 5, 30).median_ms for _ in range(3)]
-        small = [measure_latency(r56_pruned, (3, 32, 32), batch, 5, 30).median_ms for _ in range(3)]
-        latency[batch] = (statistics.median(base), statistics.median(small))
-    from slimvision.measure import count_macs
-
-    r56_kept = count_macs(r56_pruned, (3, 32, 32)) / count_macs(r56, (3, 32, 32))
-
     rows = []
     for method, runs in results.items():
         accs = [r["accuracy_after"] for r in runs]
@@ -133,20 +120,11 @@ def main() -> None:
         "",
         markdown_table(["method", "MACs kept", "acc. right after pruning", "acc. after fine-tuning", "Δ vs unpruned (points)"], rows),
         "",
-        "## resnet56 (option-A shortcuts) at --macs-ratio 0.4, L1, uniform",
-        "",
-        f"MACs kept: {r56_kept:.4f} (target 0.4, error {100 * abs(r56_kept / 0.4 - 1):.2f}%).",
-        "",
-        markdown_table(
-            ["batch", "unpruned ms", "pruned ms", "speed-up"],
-            [[b, f"{u:.2f}", f"{p:.2f}", f"{u / p:.2f}x"] for b, (u, p) in latency.items()],
-        ),
-        "",
-        "Latency: median of 3 x (median of 30 runs after 5 warm-up), fp32 eager, 3x32x32 input, same process.",
+        "What a pruned network gains in CPU latency: [prune_latency.md](prune_latency.md).",
         "",
         *conditions_markdown(cond, time.perf_counter() - start),
     ]
-    write_results("prune" if args.data == "digits" else f"prune_{args.data.replace('-', '_')}", "\n".join(md), {"base_accuracy": base_acc, "results": results, "resnet56": {"macs_kept": r56_kept, "latency_ms": latency}, "conditions": cond})
+    write_results("prune" if args.data == "digits" else f"prune_{args.data.replace('-', '_')}", "\n".join(md), {"base_accuracy": base_acc, "results": results, "conditions": cond})
     print("\n".join(md))
 
 

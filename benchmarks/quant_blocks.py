@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from _common import conditions, conditions_markdown, markdown_table, write_results
 from slimvision.data import load_splits

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import numpy_helper
 
 from slimvision.io import load_artifact

@@ -1,5 +1,4 @@
 import sys
-import textwrap
 import types
 
 import pytest

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from slimvision.errors import ConfigError, SlimvisionError
+from slimvision.errors import ConfigError
 from slimvision.io import save_artifact
 from slimvision.io.artifact import ArchSpec
 from slimvision.models import create_model

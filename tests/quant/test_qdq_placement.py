@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from slimvision.quant import export_onnx
 from slimvision.quant.onnx_int8 import quantize_static_qdq
-from slimvision.quant.placement import plan_placement, qdq_inputs
+from slimvision.quant.placement import qdq_inputs
 from slimvision.quant.runtimes import OpenVinoRuntime, OrtRuntime
 
 
