@@ -22,9 +22,9 @@ the in-memory pruned model against its reloaded artifact; writes results/models_
 This mode needs only slimvision.
 
 Needs timm and torchvision (a separate environment, see docs/prune.md):
-    PYTHONPATH=src nice -n 10 /work/venv-tv/bin/python benchmarks/models.py
-    PYTHONPATH=src nice -n 10 /work/venv-tv/bin/python benchmarks/models.py --int8 --only resnet18 regnetx_002
-    PYTHONPATH=src nice -n 10 /work/venv-tv/bin/python benchmarks/models.py --only resnet18 --rounds 2
+    PYTHONPATH=src nice -n 10 .venv-tv/bin/python benchmarks/models.py
+    PYTHONPATH=src nice -n 10 .venv-tv/bin/python benchmarks/models.py --int8 --only resnet18 regnetx_002
+    PYTHONPATH=src nice -n 10 .venv-tv/bin/python benchmarks/models.py --only resnet18 --rounds 2
     PYTHONPATH=src nice -n 10 python benchmarks/models.py --speedup-order --repetitions 4
 """
 

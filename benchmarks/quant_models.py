@@ -13,8 +13,8 @@ medians) at batch 1 and 32 and scored on the test split. A model's row is append
 and the table is rebuilt from the latest row of each model, so the sweep can be completed in pieces.
 
 Needs timm, torchvision and nncf (`pip install -e ".[models,peers]"` beside a matching torch; see docs/prune.md):
-    PYTHONPATH=src nice -n 10 /work/venv-tv/bin/python benchmarks/quant_models.py --models resnet18 mobilenet_v2
-    PYTHONPATH=src /work/venv-tv/bin/python benchmarks/quant_models.py --table-only
+    PYTHONPATH=src nice -n 10 .venv-tv/bin/python benchmarks/quant_models.py --models resnet18 mobilenet_v2
+    PYTHONPATH=src .venv-tv/bin/python benchmarks/quant_models.py --table-only
 """
 
 from __future__ import annotations
@@ -324,7 +324,7 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> None:
         f"- Failed: {', '.join(failed) or 'none'}.",
         f"- Not measured: {', '.join(missing) or 'none'}. To complete (rows are merged, each model's latest row wins):",
         "",
-        f"      PYTHONPATH=src nice -n 10 /work/venv-tv/bin/python benchmarks/quant_models.py --models {' '.join(missing) or 'NAME ...'}",
+        f"      PYTHONPATH=src nice -n 10 .venv-tv/bin/python benchmarks/quant_models.py --models {' '.join(missing) or 'NAME ...'}",
         "",
         "## Per model",
         "",
