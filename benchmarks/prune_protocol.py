@@ -1,7 +1,7 @@
 """Fair pruning protocol: every criterion, the same fine-tuning budget and schedule, >= 3 seeds.
 
 Trains resnet20 on --data (digits or digits-hard, 32x32) once, then for each criterion and seed prunes it to 50% of the
-MACs and fine-tunes for the same number of epochs; PreCropping (a method for initialization) and
+MACs (--macs-ratio) and fine-tunes for the same number of epochs; PreCropping (a method for initialization) and
 the scratch baseline of the L1-pruned architecture are trained from scratch for the base
 training + fine-tuning epochs. Writes benchmarks/results/prune.md (+ .json). What pruning buys in CPU latency is
 measured apart, in interleaved rounds, by benchmarks/prune_latency.py.
@@ -13,7 +13,8 @@ pruning, PreCropping and scratch run are kept there and not trained again. `--sh
 k-th run from the i-th (k processes on one --work; a run waits for the base model or the L1 run it builds
 on) and exits; a last run without --shard writes the results.
 
-With --data other than digits the files are named prune_<data>.md/.json.
+With --data other than digits the files are named prune_<data>.md/.json; with --macs-ratio other than 0.5,
+prune[_<data>]_macs<percent>.md/.json (one --work serves several ratios: they share the base model).
 """
 
 from __future__ import annotations
@@ -46,24 +47,33 @@ def train_from_scratch(arch_model, epochs: int, seed: int, data, channels_last: 
     return accuracy(arch_model, test)
 
 
+def run_key(method: str, seed: int, macs_ratio: float) -> str:
+    """A pruning run's key in finished.jsonl and its directory in --work; the default ratio keeps the plain
+    "method-seed" so one --work serves several ratios on the same base model."""
+    return f"{method}-{seed}" if macs_ratio == 0.5 else f"{method}-{seed}-macs{macs_ratio:g}"
+
+
 def protocol_runs(args, work: Path, data) -> list[tuple[str, tuple[str, ...], object]]:
     """Every training run of the protocol as (key, keys it needs finished first, compute), in the order the full run takes them."""
     base_dir = work / "base"
     scratch_epochs = args.base_epochs + args.finetune_epochs
     runs: list = [("base", (), lambda: train_resumably(RunSpec("resnet20", args.data, 32, config=TrainConfig(epochs=args.base_epochs, seed=0, progress=False, channels_last=args.channels_last)), base_dir)["accuracy"])]
     for seed in range(args.seeds):  # PreCropping starts from scratch: it needs no base model
-        runs.append((f"precrop-{seed}", (), lambda seed=seed: prune_artifact(
-            "resnet20", PruneConfig(method="precrop", macs_ratio=0.5, seed=seed), work / f"precrop-{seed}",
+        key = run_key("precrop", seed, args.macs_ratio)
+        runs.append((key, (), lambda seed=seed, key=key: prune_artifact(
+            "resnet20", PruneConfig(method="precrop", macs_ratio=args.macs_ratio, seed=seed), work / key,
             data=args.data, image_size=32, finetune_config=FinetuneConfig(epochs=scratch_epochs, lr=0.1, seed=seed, channels_last=args.channels_last), threads=args.threads,
         )))
     for method in CRITERIA:
         for seed in range(args.seeds):
-            config = PruneConfig(method=method, macs_ratio=0.5, seed=seed, sparsity_epochs=2 if method == "bn" else 0)
-            runs.append((f"{method}-{seed}", ("base",), lambda config=config, method=method, seed=seed: prune_artifact(
-                str(base_dir), config, work / f"{method}-{seed}", finetune_config=FinetuneConfig(epochs=args.finetune_epochs, seed=seed, channels_last=args.channels_last), threads=args.threads
+            config = PruneConfig(method=method, macs_ratio=args.macs_ratio, seed=seed, sparsity_epochs=2 if method == "bn" else 0)
+            key = run_key(method, seed, args.macs_ratio)
+            runs.append((key, ("base",), lambda config=config, key=key, seed=seed: prune_artifact(
+                str(base_dir), config, work / key, finetune_config=FinetuneConfig(epochs=args.finetune_epochs, seed=seed, channels_last=args.channels_last), threads=args.threads
             )))
     for seed in range(args.seeds):
-        runs.append((f"scratch-{seed}", (f"l1-{seed}",), lambda seed=seed: train_from_scratch(load_artifact(work / f"l1-{seed}").model, scratch_epochs, seed, data, args.channels_last)))
+        l1 = run_key("l1", seed, args.macs_ratio)
+        runs.append((run_key("scratch", seed, args.macs_ratio), (l1,), lambda seed=seed, l1=l1: train_from_scratch(load_artifact(work / l1).model, scratch_epochs, seed, data, args.channels_last)))
     return runs
 
 
@@ -72,6 +82,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--base-epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("--macs-ratio", type=float, default=0.5, help="Fraction of the MACs every pruned network keeps (results file prune[_DATA]_macsPERCENT.md when not 0.5).")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default="digits", help="digits or digits-hard (3 channels, 32x32 native).")
     parser.add_argument("--work", type=Path, default=None, help="Keep every finished run here, so a stopped run resumes (default: a temporary directory).")
@@ -91,9 +102,9 @@ def main() -> None:
     finished = {key: resumable(work, key, compute) for key, _, compute in runs}
     base_acc = finished["base"]
     scratch_epochs = args.base_epochs + args.finetune_epochs
-    results: dict[str, list[dict]] = {method: [finished[f"{method}-{seed}"] for seed in range(args.seeds)] for method in [*CRITERIA, "precrop"]}
+    results: dict[str, list[dict]] = {method: [finished[run_key(method, seed, args.macs_ratio)] for seed in range(args.seeds)] for method in [*CRITERIA, "precrop"]}
     results["scratch (L1 arch)"] = [
-        {"accuracy_after": finished[f"scratch-{seed}"], "macs_kept": results["l1"][seed]["macs_kept"], "accuracy_pruned": None} for seed in range(args.seeds)
+        {"accuracy_after": finished[run_key("scratch", seed, args.macs_ratio)], "macs_kept": results["l1"][seed]["macs_kept"], "accuracy_pruned": None} for seed in range(args.seeds)
     ]
     for method in CRITERIA:
         for seed, summary in enumerate(results[method]):
@@ -109,7 +120,7 @@ def main() -> None:
         ])
     cond = conditions(args.threads)
     md = [
-        f"# Pruning: fair protocol on {args.data} (resnet20, 32x32, 50% MACs)",
+        f"# Pruning: fair protocol on {args.data} (resnet20, 32x32, {args.macs_ratio:.0%} MACs)",
         "",
         f"Unpruned resnet20 ({args.base_epochs} epochs, SGD 0.1 cosine, seed 0): test accuracy **{base_acc:.4f}** ({len(data[2])} test images).",
         f"Each pruned model is fine-tuned for {args.finetune_epochs} epochs (SGD lr 0.01, cosine, same schedule for all); "
@@ -124,7 +135,8 @@ def main() -> None:
         "",
         *conditions_markdown(cond, time.perf_counter() - start),
     ]
-    write_results("prune" if args.data == "digits" else f"prune_{args.data.replace('-', '_')}", "\n".join(md), {"base_accuracy": base_acc, "results": results, "conditions": cond})
+    name = "prune" if args.data == "digits" else f"prune_{args.data.replace('-', '_')}"
+    write_results(name if args.macs_ratio == 0.5 else f"{name}_macs{args.macs_ratio * 100:g}", "\n".join(md), {"base_accuracy": base_acc, "results": results, "conditions": cond})
     print("\n".join(md))
 
 
