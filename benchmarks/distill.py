@@ -40,7 +40,8 @@ LOSSES = {
     "nkd": DistillConfig("nkd"),
     "uskd": DistillConfig("uskd", student_layer="layer2"),
     "feature": DistillConfig("feature", student_layer="layer3", teacher_layer="layer3"),
-    "ema": DistillConfig("ema"),
+    "ema": DistillConfig("ema"),  # the EMA teacher's KD term from 60% of the epochs, as FuSTAL's code
+    "ema-step0": DistillConfig("ema", ema_start=0.0),  # ... from the first step
 }
 
 
@@ -68,7 +69,7 @@ def distill_runs(args, work: Path, splits) -> tuple[list, object]:
     for student_name, (make_student, base_config) in students.items():
         for loss_name, loss_config in LOSSES.items():
             for seed in range(args.seeds):
-                needs_teacher = student_name == PRUNED or loss_name not in TEACHERLESS
+                needs_teacher = student_name == PRUNED or loss_config.loss not in TEACHERLESS
 
                 def run(make_student=make_student, base_config=base_config, loss_config=loss_config, seed=seed) -> float:
                     seed_everything(seed)
@@ -134,7 +135,7 @@ def main() -> None:
         + (" Every training ran in NHWC (`--channels-last`)." if args.channels_last else ""),
         "Losses use their published defaults: KD T=4, alpha 0.9; NKD T=1, gamma 1.5 (+CE); USKD alpha 1, beta 0.1, mu 0.005 "
         "(weak head on layer2); feature: 1x1-conv projection of student layer3 to teacher layer3, MSE, weight 1 (+CE); "
-        "EMA teacher: decay 0.999, KD T=4, alpha 0.5.",
+        "EMA teacher: decay 0.999, KD T=4, alpha 0.5, from epoch floor(0.6 x epochs) on (ema) or from the first step (ema-step0).",
         "",
         markdown_table(["student", "loss", "test top-1", "Δ vs none (points)"], rows),
         "",

@@ -66,7 +66,7 @@ def test_distill_cli_from_teacher_into_zoo_student(cli, tmp_path):
     assert code == 1 and "bogus" in err and not (tmp_path / "f").exists()
 
 
-def test_distill_cli_channels_last_reaches_the_trainer(cli, tmp_path, monkeypatch):
+def test_distill_cli_passes_channels_last_to_the_trainer_and_ema_start_to_the_loss(cli, tmp_path, monkeypatch):
     from slimvision.distill import run as distill_run
 
     layouts, original = [], distill_run.Trainer
@@ -76,6 +76,43 @@ def test_distill_cli_channels_last_reaches_the_trainer(cli, tmp_path, monkeypatc
         return original(student, train_set, val_set, config, *args, **kwargs)
 
     monkeypatch.setattr(distill_run, "Trainer", recording_trainer)
-    code, out, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--epochs", "1", "--channels-last", "--data", "digits", "--out", tmp_path / "s", "--json")
+    code, out, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "0.25", "--epochs", "1", "--channels-last", "--data", "digits", "--out", tmp_path / "s", "--json")
     assert code == 0, err
     assert layouts == [True]
+    assert json.loads((tmp_path / "s" / "meta.json").read_text())["distill"]["config"]["ema_start"] == 0.25
+    code, _, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "1", "--data", "digits", "--out", tmp_path / "bad")
+    assert code == 2 and "must be in [0, 1)" in err and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("epochs, ema_start, teaching_epochs", [(5, 0.6, [3, 4]), (5, 0.0, [0, 1, 2, 3, 4]), (1, 0.6, [0])])
+def test_ema_teacher_distills_only_after_its_share_of_the_epochs_but_tracks_from_the_first_step(monkeypatch, epochs, ema_start, teaching_epochs):
+    from slimvision.distill import run as distill_run
+
+    seed_everything(0)
+    train = get_dataset("synthetic", "train", 8).subset(32)
+    student = create_model("small_cnn", in_chans=3, widths=(4, 8, 8))
+    initial = {k: v.clone() for k, v in student.state_dict().items()}
+    trainers, calls, original_trainer, original_teacher = [], [], distill_run.Trainer, Distiller._teacher_logits
+
+    def recording_trainer(*args, **kwargs):
+        trainers.append(original_trainer(*args, **kwargs))
+        return trainers[-1]
+
+    def recording_teacher(self, inputs):
+        moved = any(not torch.equal(v, initial[k]) for k, v in self.teacher.state_dict().items() if v.dtype.is_floating_point)
+        calls.append((trainers[0].epoch, moved))
+        return original_teacher(self, inputs)
+
+    monkeypatch.setattr(distill_run, "Trainer", recording_trainer)
+    monkeypatch.setattr(Distiller, "_teacher_logits", recording_teacher)
+    distill(student, None, train, None, DistillConfig("ema", ema_start=ema_start), TrainConfig(epochs=epochs, batch_size=16, warmup_epochs=0, progress=False))
+    assert sorted({epoch for epoch, _ in calls}) == teaching_epochs
+    assert len(calls) == 2 * len(teaching_epochs)  # every step of a teaching epoch, none before
+    if teaching_epochs[0] > 0:  # the EMA has followed the student through the cross-entropy epochs
+        assert calls[0][1]
+
+
+@pytest.mark.parametrize("ema_start", [-0.1, 1.0])
+def test_ema_start_outside_zero_to_one_is_refused(ema_start):
+    with pytest.raises(ConfigError, match="ema_start must be in"):
+        DistillConfig("ema", ema_start=ema_start)

@@ -27,7 +27,7 @@ def finite_non_negative(value: Optional[float]) -> Optional[float]:
 
 
 def fraction(value: Optional[float]) -> Optional[float]:
-    """Typer callback: a number in [0, 1) (label smoothing)."""
+    """Typer callback: a number in [0, 1) (label smoothing, a share of the epochs)."""
     if value is not None and not (math.isfinite(value) and 0 <= value < 1):
         raise typer.BadParameter(f"must be in [0, 1), got {value}")
     return value

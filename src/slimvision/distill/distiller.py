@@ -31,6 +31,9 @@ class DistillConfig:
     student_layer: str | None = None  # feature/uskd: student module whose output is matched / feeds the weak head
     teacher_layer: str | None = None  # feature: teacher module to match
     ema_decay: float = 0.999
+    # ema: share of the epochs trained on cross-entropy alone (the EMA tracks the student from the first step) before
+    # the EMA teacher's KD term starts; FuSTAL's code trains 60 of 100 epochs before its EMA-teacher stage
+    ema_start: float = 0.6
     beta: float | None = None  # uskd: weight of the Zipf non-target term (0.1)
     mu: float | None = None  # uskd: weight of the weak supervision (0.005)
     uskd_ranking: str = "prob"  # uskd: "prob" (paper, first code release) or "log_prob" (current released code)
@@ -43,6 +46,8 @@ class DistillConfig:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if self.preset is not None and self.preset not in losses.PRESETS:
             raise ConfigError(f"unknown distillation preset {self.preset!r}; use one of {', '.join(losses.PRESETS)}")
+        if not 0 <= self.ema_start < 1:
+            raise ConfigError(f"ema_start must be in [0, 1) (a share of the epochs), got {self.ema_start}")
         if self.uskd_ranking not in losses.USKD_RANKINGS:
             raise ConfigError(f"unknown USKD ranking {self.uskd_ranking!r}; use one of {', '.join(losses.USKD_RANKINGS)}")
 
@@ -104,8 +109,16 @@ class Projector(nn.Module):
 
 
 class _EmaTeacherUpdate(Callback):
-    def __init__(self, ema: ModelEMA):
+    """Updates the EMA after every step and switches its KD term on from epoch floor(start * epochs): at least the
+    last epoch always distills."""
+
+    def __init__(self, ema: ModelEMA, start: float):
         self.ema = ema
+        self.start = start
+        self.teaching = start == 0
+
+    def on_epoch_begin(self, trainer, epoch: int) -> None:
+        self.teaching = epoch >= int(self.start * trainer.config.epochs)
 
     def on_batch_end(self, trainer, loss: float) -> None:
         self.ema.update(trainer.model)
@@ -123,10 +136,11 @@ class Distiller:
         self.weak_head: nn.Module | None = None
         if config.loss in ("kd", "nkd", "feature") and teacher is None:
             raise ConfigError(f"loss {config.loss!r} needs a teacher")
+        self.ema_update: _EmaTeacherUpdate | None = None
         if config.loss == "ema":
-            self.ema = ModelEMA(student, config.ema_decay)
-            teacher = self.ema.module
-            self.callbacks.append(_EmaTeacherUpdate(self.ema))
+            self.ema_update = _EmaTeacherUpdate(ModelEMA(student, config.ema_decay), config.ema_start)
+            teacher = self.ema_update.ema.module
+            self.callbacks.append(self.ema_update)
         self.teacher = teacher
         if teacher is not None:
             teacher.eval()
@@ -193,7 +207,7 @@ class Distiller:
         cfg = self.config
         logits = model(inputs)
         ce = F.cross_entropy(logits, targets)
-        if cfg.loss == "none":
+        if cfg.loss == "none" or (self.ema_update is not None and not self.ema_update.teaching):
             return ce, logits
         if cfg.loss in ("kd", "ema"):
             alpha = cfg.alpha if cfg.alpha is not None else (0.9 if cfg.loss == "kd" else 0.5)

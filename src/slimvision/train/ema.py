@@ -9,7 +9,8 @@ import torch.nn as nn
 
 
 class ModelEMA:
-    """ema = decay * ema + (1 - decay) * weights after each step; buffers are copied as they are."""
+    """ema = decay * ema + (1 - decay) * weights after each step, floating-point buffers (BN statistics) included;
+    integer buffers (BN batch counters) are copied."""
 
     def __init__(self, model: nn.Module, decay: float = 0.999):
         self.decay = decay
