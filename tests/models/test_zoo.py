@@ -69,3 +69,13 @@ def test_unknown_model_and_bad_kwargs():
         create_model("resnet9000")
     with pytest.raises(ConfigError, match="bad arguments"):
         create_model("resnet20", wings=2)
+
+
+def test_zero_init_residual_starts_every_block_as_its_shortcut():
+    torch.manual_seed(0)
+    model = create_model("resnet56", in_chans=1, zero_init_residual=True).train()
+    blocks = [block for stage in (model.layer1, model.layer2, model.layer3) for block in stage]
+    assert len(blocks) == 27 and all(torch.all(block.bn2.weight == 0) for block in blocks)
+    x = torch.randn(4, 16, 8, 8)
+    assert torch.equal(model.layer1[0](x), torch.relu(x))  # the residual branch adds exactly zero
+    assert all(torch.all(b.bn2.weight == 1) for b in create_model("resnet56", in_chans=1).layer1)  # off by default

@@ -1,9 +1,11 @@
+import pytest
 import torch
+import torch.nn as nn
 
 from slimvision.measure import count_macs
 from slimvision.models import create_model
 from slimvision.prune.chex import ChexExplorer, cosine_regrowth, leverage_scores, projection_residuals
-from slimvision.prune.saliency import layer_densities, snip_saliency, synflow_saliency
+from slimvision.prune.saliency import dead_layers, layer_densities, snip_saliency, synflow_saliency
 from slimvision.prune.schedules import precrop_ratio_dict
 
 
@@ -93,3 +95,24 @@ def test_a_fresh_zoo_model_is_initialised_by_the_prune_seed_not_by_earlier_work(
     first, second = pruned_weights(tmp_path / "a", 5), pruned_weights(tmp_path / "b", 17)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("saliency", ["snip", "synflow"])
+def test_precrop_names_layers_no_gradient_reaches_instead_of_ranking_them(cli, tmp_path, saliency):
+    code, _, err = cli("prune", "--model", "resnet20", "--model-kwargs", '{"zero_init_residual": true}', "--method", "precrop",
+                       "--saliency", saliency, "--macs-ratio", "0.5", "--data", "digits", "--out", tmp_path / "p")
+    assert code == 1 and "no gradient reaches them" in err and "layer1.0.conv1" in err, err
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_layer_the_loss_never_reaches_scores_zero():
+    class WithSpareHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head, self.spare = nn.Linear(64, 10), nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.head(x.flatten(1))
+
+    snip = snip_saliency(WithSpareHead(), torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))
+    assert dead_layers(snip) == ["spare"] and snip["head"].any()

@@ -73,6 +73,7 @@ class CifarResNet(nn.Module):
         in_chans: int = 3,
         shortcut: str = "A",
         widths: tuple[int, int, int] = (16, 32, 64),
+        zero_init_residual: bool = False,
     ):
         super().__init__()
         if (depth - 2) % 6 != 0:
@@ -97,6 +98,11 @@ class CifarResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if zero_init_residual:
+            # every block starts as its shortcut, so a deep stack cannot blow up in the first steps (Goyal et al. 2017)
+            for module in self.modules():
+                if isinstance(module, BasicBlock):
+                    nn.init.zeros_(module.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -105,20 +111,20 @@ class CifarResNet(nn.Module):
 
 
 @register_model
-def resnet20(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A") -> CifarResNet:
-    return CifarResNet(20, num_classes, in_chans, shortcut)
+def resnet20(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    return CifarResNet(20, num_classes, in_chans, shortcut, zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnet32(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A") -> CifarResNet:
-    return CifarResNet(32, num_classes, in_chans, shortcut)
+def resnet32(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    return CifarResNet(32, num_classes, in_chans, shortcut, zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnet56(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A") -> CifarResNet:
-    return CifarResNet(56, num_classes, in_chans, shortcut)
+def resnet56(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    return CifarResNet(56, num_classes, in_chans, shortcut, zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnet110(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A") -> CifarResNet:
-    return CifarResNet(110, num_classes, in_chans, shortcut)
+def resnet110(num_classes: int = 10, in_chans: int = 3, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    return CifarResNet(110, num_classes, in_chans, shortcut, zero_init_residual=zero_init_residual)

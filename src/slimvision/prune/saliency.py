@@ -18,7 +18,7 @@ def snip_saliency(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor)
     weights = prunable_weights(model)
     model.zero_grad()
     nn.functional.cross_entropy(model(inputs), targets).backward()
-    return {n: (w * w.grad).abs().detach() for n, w in weights.items()}
+    return {n: _times_grad(w).detach() for n, w in weights.items()}
 
 
 def synflow_saliency(model: nn.Module, input_size: tuple[int, ...]) -> dict[str, torch.Tensor]:
@@ -30,7 +30,18 @@ def synflow_saliency(model: nn.Module, input_size: tuple[int, ...]) -> dict[str,
     weights = prunable_weights(model)
     model.zero_grad()
     model(torch.ones(1, *input_size, dtype=torch.float64)).sum().backward()
-    return {n: (w * w.grad).abs().float().detach() for n, w in weights.items()}
+    return {n: _times_grad(w).float().detach() for n, w in weights.items()}
+
+
+def _times_grad(weight: nn.Parameter) -> torch.Tensor:
+    """|w * dL/dw|; a layer the loss does not reach has no gradient and scores zero."""
+    return (weight * weight.grad).abs() if weight.grad is not None else torch.zeros_like(weight)
+
+
+def dead_layers(saliency: dict[str, torch.Tensor]) -> list[str]:
+    """Layers whose every weight scores zero: at initialization no gradient reaches them, so a saliency cannot rank
+    them against the others (a zero-initialised residual branch, an unused module)."""
+    return [name for name, scores in saliency.items() if not bool(scores.any())]
 
 
 def layer_densities(saliency: dict[str, torch.Tensor], keep_fraction: float) -> dict[str, float]:

@@ -12,7 +12,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from slimvision.prune.saliency import layer_densities, snip_saliency, synflow_saliency
+from slimvision.errors import ConfigError
+from slimvision.prune.saliency import dead_layers, layer_densities, snip_saliency, synflow_saliency
 from slimvision.train import Callback
 
 RatioDictFn = Callable[[nn.Module, float], dict[nn.Module, float]]
@@ -63,6 +64,11 @@ def method_hooks(config, model: nn.Module, example: torch.Tensor, train_set, val
             saliency = synflow_saliency(model, tuple(example.shape[1:]))
         else:
             saliency = snip_saliency(model, inputs, targets)
+        dead = dead_layers(saliency)
+        if dead:
+            raise ConfigError(f"precrop: {config.saliency} saliency is zero for every weight of {len(dead)} layer(s) ({', '.join(dead[:3])}"
+                              f"{', ...' if len(dead) > 3 else ''}): no gradient reaches them at initialization (a zero-initialised "
+                              "residual branch such as zero_init_residual, or an unused module), so their densities cannot be ranked")
         budget_name, fraction = config.budget
         densities = layer_densities(saliency, fraction)
         return MethodHooks(ratio_dict_fn=precrop_ratio_dict(densities, config.max_layer_ratio))
