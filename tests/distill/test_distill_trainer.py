@@ -76,10 +76,11 @@ def test_distill_cli_passes_channels_last_to_the_trainer_and_ema_start_to_the_lo
         return original(student, train_set, val_set, config, *args, **kwargs)
 
     monkeypatch.setattr(distill_run, "Trainer", recording_trainer)
-    code, out, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "0.25", "--epochs", "1", "--channels-last", "--data", "digits", "--out", tmp_path / "s", "--json")
+    code, out, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "0.25", "--ema-decay", "0.99", "--epochs", "1", "--channels-last", "--data", "digits", "--out", tmp_path / "s", "--json")
     assert code == 0, err
     assert layouts == [True]
-    assert json.loads((tmp_path / "s" / "meta.json").read_text())["distill"]["config"]["ema_start"] == 0.25
+    recorded = json.loads((tmp_path / "s" / "meta.json").read_text())["distill"]["config"]
+    assert (recorded["ema_start"], recorded["ema_decay"]) == (0.25, 0.99)
     code, _, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "1", "--data", "digits", "--out", tmp_path / "bad")
     assert code == 2 and "must be in [0, 1)" in err and not (tmp_path / "bad").exists()
 
@@ -112,7 +113,8 @@ def test_ema_teacher_distills_only_after_its_share_of_the_epochs_but_tracks_from
         assert calls[0][1]
 
 
-@pytest.mark.parametrize("ema_start", [-0.1, 1.0])
-def test_ema_start_outside_zero_to_one_is_refused(ema_start):
-    with pytest.raises(ConfigError, match="ema_start must be in"):
-        DistillConfig("ema", ema_start=ema_start)
+@pytest.mark.parametrize("field", ["ema_start", "ema_decay"])
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_ema_start_and_decay_outside_zero_to_one_are_refused(field, value):
+    with pytest.raises(ConfigError, match=f"{field} must be in"):
+        DistillConfig("ema", **{field: value})

@@ -46,6 +46,8 @@ class DistillConfig:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if self.preset is not None and self.preset not in losses.PRESETS:
             raise ConfigError(f"unknown distillation preset {self.preset!r}; use one of {', '.join(losses.PRESETS)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.ema_start < 1:
             raise ConfigError(f"ema_start must be in [0, 1) (a share of the epochs), got {self.ema_start}")
         if self.uskd_ranking not in losses.USKD_RANKINGS:
