@@ -44,6 +44,7 @@ LOSSES = {
     "ema": DistillConfig("ema"),  # the EMA teacher's KD term from 60% of the epochs, as FuSTAL's code
     "ema-step0": DistillConfig("ema", ema_start=0.0),  # ... from the first step
     "ema-decay0.99": DistillConfig("ema", ema_decay=0.99),  # a memory of ~100 steps, for runs shorter than ~1,000
+    "ema-warmup": DistillConfig("ema", ema_warmup=True),  # the Mean Teacher warm-up of the decay
 }
 
 
@@ -139,7 +140,7 @@ def main() -> None:
         + (" Every training ran in NHWC (`--channels-last`)." if args.channels_last else ""),
         "Losses use their published defaults: KD T=4, alpha 0.9; NKD T=1, gamma 1.5 (+CE); USKD alpha 1, beta 0.1, mu 0.005 "
         "(weak head on layer2); feature: 1x1-conv projection of student layer3 to teacher layer3, MSE, weight 1 (+CE); "
-        "EMA teacher: decay 0.999, KD T=4, alpha 0.5, from epoch floor(0.6 x epochs) on (ema, ema-decay0.99 with decay 0.99) or from the first step (ema-step0).",
+        "EMA teacher: decay 0.999, KD T=4, alpha 0.5, from epoch floor(0.6 x epochs) on (ema; ema-decay0.99 with decay 0.99; ema-warmup with the Mean Teacher warm-up of the decay) or from the first step (ema-step0).",
         "",
         markdown_table(["student", "loss", "test top-1", "Δ vs none (points)"], rows),
         "",

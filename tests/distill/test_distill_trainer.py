@@ -76,11 +76,11 @@ def test_distill_cli_passes_channels_last_to_the_trainer_and_ema_start_to_the_lo
         return original(student, train_set, val_set, config, *args, **kwargs)
 
     monkeypatch.setattr(distill_run, "Trainer", recording_trainer)
-    code, out, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "0.25", "--ema-decay", "0.99", "--epochs", "1", "--channels-last", "--data", "digits", "--out", tmp_path / "s", "--json")
+    code, out, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "0.25", "--ema-decay", "0.99", "--ema-warmup", "--epochs", "1", "--channels-last", "--data", "digits", "--out", tmp_path / "s", "--json")
     assert code == 0, err
     assert layouts == [True]
     recorded = json.loads((tmp_path / "s" / "meta.json").read_text())["distill"]["config"]
-    assert (recorded["ema_start"], recorded["ema_decay"]) == (0.25, 0.99)
+    assert (recorded["ema_start"], recorded["ema_decay"], recorded["ema_warmup"]) == (0.25, 0.99, True)
     code, _, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--ema-start", "1", "--data", "digits", "--out", tmp_path / "bad")
     assert code == 2 and "must be in [0, 1)" in err and not (tmp_path / "bad").exists()
 
@@ -118,3 +118,17 @@ def test_ema_teacher_distills_only_after_its_share_of_the_epochs_but_tracks_from
 def test_ema_start_and_decay_outside_zero_to_one_are_refused(field, value):
     with pytest.raises(ConfigError, match=f"{field} must be in"):
         DistillConfig("ema", **{field: value})
+
+
+def test_ema_warmup_reaches_the_teacher():
+    from types import SimpleNamespace
+
+    student, _ = _models()
+    before = [p.clone() for p in student.parameters()]
+    distiller = Distiller(student, None, DistillConfig("ema", ema_warmup=True), torch.randn(2, 1, 8, 8))
+    with torch.no_grad():
+        for param in student.parameters():
+            param.add_(2.0)
+    distiller.callbacks[0].on_batch_end(SimpleNamespace(model=student), 0.0)
+    for old, taught in zip(before, distiller.teacher.parameters()):
+        assert torch.allclose(taught, old + 1.0)  # the mean of the start and the first step, not 0.001 of the way

@@ -31,6 +31,7 @@ def distill_command(
     uskd_ranking: str = typer.Option("prob", "--uskd-ranking", help="uskd: prob (paper, first release) | log_prob (current released code)."),
     ema_decay: float = typer.Option(0.999, "--ema-decay", callback=fraction, help="ema: the teacher's decay per step (FuSTAL: 0.999, a memory of about 1/(1 - decay) = 1,000 steps; lower it for shorter runs)."),
     ema_start: float = typer.Option(0.6, "--ema-start", callback=fraction, help="ema: share of the epochs on cross-entropy alone before the EMA teacher's KD term starts (FuSTAL's code: 0.6; 0 distills from the first step)."),
+    ema_warmup: bool = typer.Option(False, "--ema-warmup", help="ema: the Mean Teacher warm-up: the EMA is the plain mean of the weights so far until the run outgrows its memory (not in FuSTAL's code)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Published nkd/uskd values: imagenet-cnn | cifar100 (nkd T=3 gamma=3.5; uskd 0.1/0.1/0.1) | vit (nkd T=1 gamma=1)."),
     student_layer: Optional[str] = typer.Option(None, "--student-layer", help="feature/uskd: student layer name (e.g. layer2; for ViTs the block L/2, whose CLS token feeds the weak head)."),
     teacher_layer: Optional[str] = typer.Option(None, "--teacher-layer", help="feature: teacher layer name."),
@@ -48,7 +49,7 @@ def distill_command(
     from slimvision.train import TrainConfig
 
     guard_output(out, [student, teacher, student_weights, teacher_weights, data_root], overwrite)
-    config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer, beta=beta, mu=mu, uskd_ranking=uskd_ranking, ema_decay=ema_decay, ema_start=ema_start, preset=preset)
+    config = DistillConfig(loss, temperature, alpha, student_layer, teacher_layer, beta=beta, mu=mu, uskd_ranking=uskd_ranking, ema_decay=ema_decay, ema_start=ema_start, ema_warmup=ema_warmup, preset=preset)
     trained = is_artifact_dir(student) or student_weights is not None  # fine-tuning trained weights vs training from scratch
     train_config = TrainConfig(epochs=epochs, lr=lr or (0.01 if trained else 0.1), seed=seed, warmup_epochs=0 if trained else 1, channels_last=channels_last)
     student_source = model_source(student, student_kwargs, student_weights)

@@ -34,6 +34,7 @@ class DistillConfig:
     # ema: share of the epochs trained on cross-entropy alone (the EMA tracks the student from the first step) before
     # the EMA teacher's KD term starts; FuSTAL's code trains 60 of 100 epochs before its EMA-teacher stage
     ema_start: float = 0.6
+    ema_warmup: bool = False  # ema: the Mean Teacher warm-up of the decay (not in FuSTAL's code), for runs shorter than its memory
     beta: float | None = None  # uskd: weight of the Zipf non-target term (0.1)
     mu: float | None = None  # uskd: weight of the weak supervision (0.005)
     uskd_ranking: str = "prob"  # uskd: "prob" (paper, first code release) or "log_prob" (current released code)
@@ -140,7 +141,7 @@ class Distiller:
             raise ConfigError(f"loss {config.loss!r} needs a teacher")
         self.ema_update: _EmaTeacherUpdate | None = None
         if config.loss == "ema":
-            self.ema_update = _EmaTeacherUpdate(ModelEMA(student, config.ema_decay), config.ema_start)
+            self.ema_update = _EmaTeacherUpdate(ModelEMA(student, config.ema_decay, config.ema_warmup), config.ema_start)
             teacher = self.ema_update.ema.module
             self.callbacks.append(self.ema_update)
         self.teacher = teacher

@@ -129,6 +129,7 @@ class DistillStage(_Stage):
     uskd_ranking: str = "prob"
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_start: float = Field(0.6, ge=0, lt=1)
+    ema_warmup: bool = False
     preset: Optional[str] = None
     student_layer: Optional[str] = None
     teacher_layer: Optional[str] = None
@@ -140,7 +141,7 @@ class DistillStage(_Stage):
         from slimvision.distill import DistillConfig
 
         return DistillConfig(self.loss, self.temperature, self.alpha, self.student_layer, self.teacher_layer,
-                             beta=self.beta, mu=self.mu, uskd_ranking=self.uskd_ranking, ema_decay=self.ema_decay, ema_start=self.ema_start, preset=self.preset)
+                             beta=self.beta, mu=self.mu, uskd_ranking=self.uskd_ranking, ema_decay=self.ema_decay, ema_start=self.ema_start, ema_warmup=self.ema_warmup, preset=self.preset)
 
     def train_config(self, seed: int):
         from slimvision.train import TrainConfig
