@@ -39,6 +39,18 @@ def test_train_eval_roundtrip(cli, tmp_path):
     assert (out / "model.safetensors").read_bytes() == before
 
 
+
+def test_a_short_runs_ema_is_a_working_model_thanks_to_the_warmup(cli, tmp_path):
+    """51 steps against an EMA memory of ~1,000: without the warm-up the saved EMA is still the initialization."""
+    results = {}
+    for flag in ("--ema-warmup", "--no-ema-warmup"):
+        out = tmp_path / flag
+        code, stdout, err = cli("train", "--model", "small_cnn", "--data", "digits", "--epochs", "3", "--ema-decay", "0.999", flag, "--out", out, "--json")
+        assert code == 0, err
+        results[flag] = json.loads(stdout)["accuracy"]
+        assert json.loads((out / "run.json").read_text())["config"]["ema_warmup"] is (flag == "--ema-warmup")
+    assert results["--ema-warmup"] > 0.5 > results["--no-ema-warmup"]
+
 def test_resume_continues_a_finished_run_to_more_epochs_is_refused_when_args_differ(cli, tmp_path):
     out = tmp_path / "run"
     assert cli("train", "--model", "small_cnn", "--data", "digits", "--epochs", "1", "--channels-last", "--out", out)[0] == 0

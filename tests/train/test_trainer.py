@@ -127,3 +127,27 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(10, 100, 10) == 1.0
     assert abs(lr_factor(100, 100, 10)) < 1e-12
     assert lr_factor(55, 100, 10) == 0.5
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_a_short_runs_ema_is_the_mean_of_its_weights_with_the_warmup(warmup):
+    train, val = _data()
+    model = _model()
+    seen = [[p.detach().clone() for p in model.parameters()]]
+
+    class Record(Callback):
+        def on_batch_end(self, trainer, loss):
+            seen.append([p.detach().clone() for p in trainer.model.parameters()])
+
+    trainer = Trainer(model, train.subset(48), None, _config(epochs=1, ema_decay=0.999, ema_warmup=warmup), callbacks=[Record()])
+    trainer.fit()
+    assert len(seen) == 4  # the initial weights and 3 steps
+    for index, ema_param in enumerate(trainer.ema.module.parameters()):
+        mean = torch.stack([weights[index] for weights in seen]).mean(0)
+        if warmup:
+            assert torch.allclose(ema_param, mean, atol=1e-6)
+        else:  # 0.999 ** 3 of the initial weights remain
+            expected = seen[0][index]
+            for weights in seen[1:]:
+                expected = 0.999 * expected + 0.001 * weights[index]
+            assert torch.allclose(ema_param, expected, atol=1e-6)

@@ -102,6 +102,7 @@ def train_command(
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", callback=finite_non_negative, help="Weight decay (default: 5e-4 sgd, 0.05 adamw)."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", callback=fraction, help="Label smoothing (default 0)."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Keep an EMA of the weights with this decay and save it."),
+    ema_warmup: Optional[bool] = typer.Option(None, "--ema-warmup/--no-ema-warmup", help="Warm the EMA's decay up as min(decay, 1 - 1/(n+1)) at its n-th update (default on), so a run shorter than its memory of ~1/(1 - decay) steps does not save mostly the initial weights."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0); same seed, same weights."),
     save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Checkpoint every K epochs (default 1)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
@@ -116,7 +117,7 @@ def train_command(
 
     options = {
         "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
-        "label_smoothing": label_smoothing, "ema_decay": ema_decay, "seed": seed, "save_every": save_every,
+        "label_smoothing": label_smoothing, "ema_decay": ema_decay, "ema_warmup": ema_warmup, "seed": seed, "save_every": save_every,
         "augment": augment, "auto_augment": auto_augment, "mixup": mixup, "cutmix": cutmix, "max_steps_per_epoch": max_steps_per_epoch,
         "channels_last": channels_last,
     }

@@ -55,6 +55,7 @@ class TrainStage(_Stage):
     weight_decay: Optional[float] = None
     label_smoothing: float = 0.0
     ema_decay: Optional[float] = None
+    ema_warmup: bool = True
     save_every: int = 1
     seed: Optional[int] = None  # default: the recipe's seed
 
@@ -63,7 +64,7 @@ class TrainStage(_Stage):
 
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
-            label_smoothing=self.label_smoothing, ema_decay=self.ema_decay, save_every=self.save_every, seed=self.seed if self.seed is not None else seed,
+            label_smoothing=self.label_smoothing, ema_decay=self.ema_decay, ema_warmup=self.ema_warmup, save_every=self.save_every, seed=self.seed if self.seed is not None else seed,
         )
 
     @model_validator(mode="after")

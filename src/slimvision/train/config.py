@@ -23,6 +23,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     ema_decay: float | None = None
+    # the EMA's n-th update uses min(decay, 1 - 1/(n + 1)) (Mean Teacher): without it a run shorter than the EMA's
+    # memory of ~1/(1 - decay) steps saves mostly its initial weights (digits, 51 steps at 0.999: top-1 0.10)
+    ema_warmup: bool = True
     augment: bool = True  # pad-and-crop (small images) or random-resized crop (photos), plus flips where labels allow
     auto_augment: str | None = None  # "trivialaugment" | "randaugment" (kornia), after crop and flip
     mixup: float = 0.0  # probability that a batch is mixed with MixUp

@@ -117,7 +117,7 @@ class Trainer:
         self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
         self.step = 0
         self.epoch = 0
-        self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay else None
+        self.ema = ModelEMA(self.model, config.ema_decay, config.ema_warmup) if config.ema_decay else None
         self.use_amp = self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
         self.result = TrainResult()
@@ -276,6 +276,8 @@ class Trainer:
             raise ArtifactError(f"nothing to resume: no checkpoints in {self.out_dir / 'checkpoints'}")
         state = load_checkpoint(found[-1], self.model, self.optimizer, self.ema.module if self.ema else None)
         self.epoch, self.step = state["epoch"], state["step"]
+        if self.ema:
+            self.ema.updates = self.step  # one EMA update per optimizer step: the warm-up continues where it stopped
         self.result.history = list(state.get("history", []))
         self.result.epochs_run = self.epoch
         for callback, cb_state in zip(self.callbacks, state.get("callbacks", [])):
