@@ -151,3 +151,12 @@ def test_a_short_runs_ema_is_the_mean_of_its_weights_with_the_warmup(warmup):
             for weights in seen[1:]:
                 expected = 0.999 * expected + 0.001 * weights[index]
             assert torch.allclose(ema_param, expected, atol=1e-6)
+
+
+def test_a_run_recorded_before_the_ema_warmup_resumes_without_it():
+    from slimvision.train.run import RunSpec
+
+    recorded = RunSpec("small_cnn", "digits", config=TrainConfig(ema_decay=0.99)).to_dict()
+    assert RunSpec.from_dict(recorded).config.ema_warmup is True
+    del recorded["config"]["ema_warmup"]
+    assert RunSpec.from_dict(recorded).config.ema_warmup is False

@@ -38,7 +38,8 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
-        return cls(**{**data, "config": TrainConfig(**data["config"])})
+        # a run recorded before the EMA warm-up existed resumes with the rule it started with
+        return cls(**{**data, "config": TrainConfig(**{"ema_warmup": False, **data["config"]})})
 
 
 def load_run_spec(out_dir: str | Path) -> RunSpec:
