@@ -103,3 +103,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
     readme_commands = [line for line in (root / "README.md").read_text().splitlines() if line.startswith("python3 -m venv")]
     assert len(readme_commands) == 2 and readme_commands[0].endswith("slimvision demo")
     assert readme_commands[1] in (root / ".ci" / "run").read_text()
+
+
+def test_slimvision_warnings_are_one_line_on_stderr(cli, tmp_path):
+    code, _, err = cli("distill", "--student", "small_cnn", "--loss", "ema", "--epochs", "1", "--data", "digits", "--out", tmp_path / "s")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == ["warning: ema: the EMA teacher remembers about 1000 steps but this run has 17, so it stays close to the starting "
+                     "network; pass --ema-warmup or a lower --ema-decay"]

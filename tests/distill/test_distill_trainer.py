@@ -132,3 +132,19 @@ def test_ema_warmup_reaches_the_teacher():
     distiller.callbacks[0].on_batch_end(SimpleNamespace(model=student), 0.0)
     for old, taught in zip(before, distiller.teacher.parameters()):
         assert torch.allclose(taught, old + 1.0)  # the mean of the start and the first step, not 0.001 of the way
+
+
+@pytest.mark.parametrize("decay, warmup, warns", [(0.999, False, True), (0.999, True, False), (0.5, False, False)])
+def test_an_ema_teacher_longer_than_the_run_is_announced(decay, warmup, warns):
+    import warnings
+
+    seed_everything(0)
+    train = get_dataset("synthetic", "train", 8).subset(32)
+    student = create_model("small_cnn", in_chans=3, widths=(4, 8, 8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distill(student, None, train, None, DistillConfig("ema", ema_decay=decay, ema_warmup=warmup),
+                TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, progress=False))
+    messages = [str(w.message) for w in caught if "EMA teacher remembers" in str(w.message)]
+    assert messages == (["ema: the EMA teacher remembers about 1000 steps but this run has 2, so it stays close to the starting network; "
+                         "pass --ema-warmup or a lower --ema-decay"] if warns else [])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -14,8 +16,25 @@ from slimvision.cli.app import app, err_console
 from slimvision.errors import SlimvisionError
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; errors become one red line on stderr."""
+    """Run the CLI and return its exit code; errors become one red line on stderr, slimvision's warnings one yellow line."""
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+                err_console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+            else:  # a library's own warning keeps its usual form
+                default_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, prog_name="slimvision", standalone_mode=False)
         return result if isinstance(result, int) else 0

@@ -7,6 +7,7 @@ activations and are cleared after each loss computation.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -119,6 +120,12 @@ class _EmaTeacherUpdate(Callback):
         self.ema = ema
         self.start = start
         self.teaching = start == 0
+
+    def on_train_begin(self, trainer) -> None:
+        memory = round(1 / (1 - self.ema.decay))
+        if not self.ema.warmup and trainer.total_steps < memory:
+            warnings.warn(f"ema: the EMA teacher remembers about {memory} steps but this run has {trainer.total_steps}, so it stays "
+                          "close to the starting network; pass --ema-warmup or a lower --ema-decay", stacklevel=2)
 
     def on_epoch_begin(self, trainer, epoch: int) -> None:
         self.teaching = epoch >= int(self.start * trainer.config.epochs)
