@@ -1,7 +1,6 @@
 """ModelEMA: the update rule checked by hand, with and without the warm-up."""
 
 import pytest
-import torch
 import torch.nn as nn
 
 from slimvision.train import ModelEMA
