@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -46,6 +47,19 @@ def mean_std(values: Sequence[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def per_seed(values: Sequence[float]) -> str:
+    """Every seed's value, so a mean hiding one failed seed shows it."""
+    return " / ".join(f"{value:.4f}" for value in values)
+
+
+def difference(values: Sequence[float], baseline: Sequence[float]) -> str:
+    """mean(values) - mean(baseline) in points ± its standard error (Welch: each side's variance over its count; a
+    single baseline run adds none)."""
+    diff = statistics.mean(values) - statistics.mean(baseline)
+    variance = sum(statistics.variance(side) / len(side) for side in (values, baseline) if len(side) > 1)
+    return f"{100 * diff:+.2f} ± {100 * math.sqrt(variance):.2f}"
 
 
 def command_line() -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, train_resumably, work_dir, write_results
+from _common import conditions, conditions_markdown, difference, markdown_table, mean_std, per_seed, resumable, run_shard, train_resumably, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.distill import DistillConfig, distill
 from slimvision.io import load_artifact
@@ -123,9 +123,9 @@ def main() -> None:
 
     rows = []
     for student_name, by_loss in results.items():
-        baseline = statistics.mean(by_loss["none"])
         for loss_name, accs in by_loss.items():
-            rows.append([student_name, loss_name, mean_std(accs), f"{100 * (statistics.mean(accs) - baseline):+.2f}"])
+            delta = "(baseline)" if loss_name == "none" else difference(accs, by_loss["none"])
+            rows.append([student_name, loss_name, mean_std(accs), per_seed(accs), delta])
     nkd, plain = results[PRUNED]["nkd"], results[PRUNED]["none"]
     cond = conditions(args.threads)
     md = [
@@ -136,13 +136,13 @@ def main() -> None:
         f"{args.teacher_epochs} epochs, test accuracy **{teacher_acc:.4f}**. Pruned student: the teacher pruned with L1 to "
         f"{macs_kept:.3f} of its MACs (accuracy right after pruning {pruned_acc:.4f}), fine-tuned {args.finetune_epochs} epochs "
         f"(SGD lr 0.01, cosine). resnet20 student: {args.student_epochs} epochs from scratch (SGD 0.1, 1 warm-up epoch). "
-        f"{args.seeds} seeds, mean ± std of test top-1 ({len(test)} images); Δ is against `none` (plain cross-entropy) for the same student."
+        f"{args.seeds} seeds, mean ± std of test top-1 ({len(test)} images); Δ is against `none` (plain cross-entropy) for the same student, ± the standard error of the difference of the two means."
         + (" Every training ran in NHWC (`--channels-last`)." if args.channels_last else ""),
         "Losses use their published defaults: KD T=4, alpha 0.9; NKD T=1, gamma 1.5 (+CE); USKD alpha 1, beta 0.1, mu 0.005 "
         "(weak head on layer2); feature: 1x1-conv projection of student layer3 to teacher layer3, MSE, weight 1 (+CE); "
         "EMA teacher: decay 0.999, KD T=4, alpha 0.5, from epoch floor(0.6 x epochs) on (ema; ema-decay0.99 with decay 0.99; ema-warmup with the Mean Teacher warm-up of the decay) or from the first step (ema-step0).",
         "",
-        markdown_table(["student", "loss", "test top-1", "Δ vs none (points)"], rows),
+        markdown_table(["student", "loss", "test top-1", "per seed", "Δ vs none (points ± s.e.)"], rows),
         "",
         f"Acceptance check — pruned resnet56, NKD vs plain fine-tuning for the same epochs: {statistics.mean(nkd):.4f} vs {statistics.mean(plain):.4f} "
         f"({'NKD recovers at least as much' if statistics.mean(nkd) >= statistics.mean(plain) else 'NKD recovers LESS than plain fine-tuning'}).",

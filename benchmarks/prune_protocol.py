@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, markdown_table, mean_std, resumable, run_shard, train_resumably, work_dir, write_results
+from _common import conditions, conditions_markdown, difference, markdown_table, mean_std, per_seed, resumable, run_shard, train_resumably, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.io import load_artifact
 from slimvision.measure import accuracy
@@ -116,7 +116,7 @@ def main() -> None:
         right_after = [r["accuracy_pruned"] for r in runs if r.get("accuracy_pruned") is not None]
         rows.append([
             method, mean_std([r["macs_kept"] for r in runs]), mean_std(right_after) if right_after else "n/a",
-            mean_std(accs), f"{100 * (statistics.mean(accs) - base_acc):+.2f}",
+            mean_std(accs), per_seed(accs), difference(accs, [base_acc]),
         ])
     cond = conditions(args.threads)
     md = [
@@ -124,12 +124,12 @@ def main() -> None:
         "",
         f"Unpruned resnet20 ({args.base_epochs} epochs, SGD 0.1 cosine, seed 0): test accuracy **{base_acc:.4f}** ({len(data[2])} test images).",
         f"Each pruned model is fine-tuned for {args.finetune_epochs} epochs (SGD lr 0.01, cosine, same schedule for all); "
-        f"{args.seeds} seeds; mean ± std. `bn` first trains 2 epochs with L1 on BN gammas (1e-4). CHEX explores channels "
+        f"{args.seeds} seeds; mean ± std; Δ ± the standard error of the mean over seeds (the unpruned network is one run). `bn` first trains 2 epochs with L1 on BN gammas (1e-4). CHEX explores channels "
         f"during its {args.finetune_epochs} fine-tuning epochs. PreCropping (SNIP densities at initialization) and the scratch "
         f"baseline (the L1-pruned architecture, re-initialized) train from scratch for {scratch_epochs} epochs (SGD 0.1)."
         + (" Every training ran in NHWC (`--channels-last`)." if args.channels_last else ""),
         "",
-        markdown_table(["method", "MACs kept", "acc. right after pruning", "acc. after fine-tuning", "Δ vs unpruned (points)"], rows),
+        markdown_table(["method", "MACs kept", "acc. right after pruning", "acc. after fine-tuning", "per seed", "Δ vs unpruned (points ± s.e.)"], rows),
         "",
         "What a pruned network gains in CPU latency: [prune_latency.md](prune_latency.md).",
         "",
