@@ -20,7 +20,6 @@ prune[_<data>]_macs<percent>.md/.json (one --work serves several ratios: they sh
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
