@@ -68,7 +68,7 @@ def distill_runs(args, work: Path, splits) -> tuple[list, object]:
         RESNET20: (lambda: create_model("resnet20", in_chans=train.spec.in_chans), TrainConfig(epochs=args.student_epochs, lr=0.1, progress=False, channels_last=args.channels_last)),
         PRUNED: (lambda: copy.deepcopy(teacher_and_pruned()[1]), TrainConfig(epochs=args.finetune_epochs, lr=0.01, warmup_epochs=0, progress=False, channels_last=args.channels_last)),
     }
-    runs = [("teacher", (), lambda: train_resumably(RunSpec("resnet56", args.data, size, model_kwargs=json.loads(args.teacher_kwargs), config=TrainConfig(epochs=args.teacher_epochs, seed=0, progress=False, channels_last=args.channels_last)), work / "teacher"))]
+    runs = [("teacher", (), lambda: train_resumably(RunSpec("resnet56", args.data, size, model_kwargs=args.teacher_kwargs, config=TrainConfig(epochs=args.teacher_epochs, seed=0, progress=False, channels_last=args.channels_last)), work / "teacher"))]
     for student_name, (make_student, base_config) in students.items():
         for loss_name, loss_config in LOSSES.items():
             for seed in range(args.seeds):
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--teacher-epochs", type=int, default=10)
-    parser.add_argument("--teacher-kwargs", default="{}", help='JSON keyword arguments for the resnet56 teacher, e.g. \'{"zero_init_residual": true}\' (a stable start on small data).')
+    parser.add_argument("--teacher-kwargs", type=json.loads, default={}, help='JSON keyword arguments for the resnet56 teacher, e.g. \'{"zero_init_residual": true}\' (a stable start on small data).')
     parser.add_argument("--student-epochs", type=int, default=6)
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -132,7 +132,7 @@ def main() -> None:
         f"# Knowledge distillation on {args.data}",
         "",
         f"{args.data} at {size}x{size} ({train.spec.in_chans} channel(s)). Teacher: resnet56"
-        + (f" ({args.teacher_kwargs})" if json.loads(args.teacher_kwargs) else "") + ", "
+        + (f" ({json.dumps(args.teacher_kwargs)})" if args.teacher_kwargs else "") + ", "
         f"{args.teacher_epochs} epochs, test accuracy **{teacher_acc:.4f}**. Pruned student: the teacher pruned with L1 to "
         f"{macs_kept:.3f} of its MACs (accuracy right after pruning {pruned_acc:.4f}), fine-tuned {args.finetune_epochs} epochs "
         f"(SGD lr 0.01, cosine). resnet20 student: {args.student_epochs} epochs from scratch (SGD 0.1, 1 warm-up epoch). "

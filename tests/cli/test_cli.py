@@ -39,7 +39,6 @@ def test_train_eval_roundtrip(cli, tmp_path):
     assert (out / "model.safetensors").read_bytes() == before
 
 
-
 def test_a_short_runs_ema_is_a_working_model_thanks_to_the_warmup(cli, tmp_path):
     """51 steps against an EMA memory of ~1,000: without the warm-up the saved EMA is still the initialization."""
     results = {}
@@ -50,6 +49,7 @@ def test_a_short_runs_ema_is_a_working_model_thanks_to_the_warmup(cli, tmp_path)
         results[flag] = json.loads(stdout)["accuracy"]
         assert json.loads((out / "run.json").read_text())["config"]["ema_warmup"] is (flag == "--ema-warmup")
     assert results["--ema-warmup"] > 0.5 > results["--no-ema-warmup"]
+
 
 def test_resume_continues_a_finished_run_to_more_epochs_is_refused_when_args_differ(cli, tmp_path):
     out = tmp_path / "run"
