@@ -19,15 +19,17 @@ from slimvision.report import markdown_table  # noqa: F401  (re-exported for the
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def conditions(threads: int) -> dict:
-    cpu = "unknown"
+def cpu_model() -> str:
     if Path("/proc/cpuinfo").exists():
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def conditions(threads: int) -> dict:
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": threads,
         "torch": torch.__version__,
@@ -37,7 +39,7 @@ def conditions(threads: int) -> dict:
 
 def conditions_markdown(cond: dict, seconds: float | None = None) -> list[str]:
     """The '## Conditions' section every results file ends with."""
-    lines = ["## Conditions", "", *[f"- {k}: {v}" for k, v in cond.items()]]
+    lines = ["## Conditions", "", *[f"- {k}: {'; '.join(f'{a}: {b}' for a, b in v.items()) if isinstance(v, dict) else v}" for k, v in cond.items()]]
     if seconds is not None:
         lines.append(f"- wall time: {seconds:.0f} s")
     return lines + [""]
@@ -136,12 +138,23 @@ def run_shard(work: Path, runs, shard: str, describe=str) -> None:
 
 
 def resumable(work: Path, key: str, compute):
-    """compute()'s JSON-serialisable result, recorded in work/finished.jsonl under `key`: a rerun with the same
-    --work returns the recorded result instead of computing it again, so a stopped benchmark resumes."""
+    """compute()'s JSON-serialisable result, recorded in work/finished.jsonl under `key` with the CPU that computed
+    it: a rerun with the same --work returns the recorded result instead of computing it again, so a stopped
+    benchmark resumes, on this machine or another."""
     entry = _recorded_entry(work, key)
     if entry is not None:
         return entry["result"]
     result = compute()
     with (work / "finished.jsonl").open("a") as handle:
-        handle.write(json.dumps({"key": key, "result": result}, default=lambda o: float(o) if hasattr(o, "__float__") else str(o)) + "\n")
+        handle.write(json.dumps({"key": key, "result": result, "cpu": cpu_model()}, default=lambda o: float(o) if hasattr(o, "__float__") else str(o)) + "\n")
     return result
+
+
+def recorded_cpus(work: Path) -> dict[str, int]:
+    """How many of the runs recorded in work/finished.jsonl each CPU computed (a study resumed on other machines
+    mixes them; float results differ between CPUs' kernels, so a page says which)."""
+    counts: dict[str, int] = {}
+    for line in (work / "finished.jsonl").read_text().splitlines():
+        cpu = json.loads(line).get("cpu", "not recorded")
+        counts[cpu] = counts.get(cpu, 0) + 1
+    return counts

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from _common import conditions, conditions_markdown, difference, markdown_table, mean_std, per_seed, resumable, run_shard, train_resumably, work_dir, write_results
+from _common import conditions, conditions_markdown, difference, markdown_table, mean_std, per_seed, recorded_cpus, resumable, run_shard, train_resumably, work_dir, write_results
 from slimvision.data import get_dataset
 from slimvision.distill import DistillConfig, distill
 from slimvision.io import load_artifact
@@ -127,7 +127,7 @@ def main() -> None:
             delta = "(baseline)" if loss_name == "none" else difference(accs, by_loss["none"])
             rows.append([student_name, loss_name, mean_std(accs), per_seed(accs), delta])
     nkd, plain = results[PRUNED]["nkd"], results[PRUNED]["none"]
-    cond = conditions(args.threads)
+    cond = {**conditions(args.threads), "runs by cpu": recorded_cpus(work)}
     md = [
         f"# Knowledge distillation on {args.data}",
         "",

@@ -1,11 +1,11 @@
-"""The statistics the benchmark pages print next to every difference, checked by hand."""
+"""The helpers behind the benchmark pages: their statistics, checked by hand, and the record a resumed study keeps."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from _common import difference, per_seed  # noqa: E402
+from _common import conditions_markdown, cpu_model, difference, per_seed, recorded_cpus, resumable  # noqa: E402
 
 
 def test_difference_is_in_points_with_the_welch_standard_error():
@@ -21,3 +21,17 @@ def test_a_single_baseline_run_adds_no_variance():
 
 def test_per_seed_lists_every_value():
     assert per_seed([0.4252, 0.9029, 0.9078]) == "0.4252 / 0.9029 / 0.9078"
+
+
+def test_a_resumed_study_records_which_cpu_computed_each_run(tmp_path):
+    (tmp_path / "finished.jsonl").write_text('{"key": "old", "result": 0.5}\n')  # recorded before the CPU was kept
+    calls = []
+    assert resumable(tmp_path, "new", lambda: calls.append(1) or 0.75) == 0.75
+    assert resumable(tmp_path, "new", lambda: calls.append(1) or 0.0) == 0.75  # recorded: not computed again
+    assert resumable(tmp_path, "old", lambda: calls.append(1) or 0.0) == 0.5
+    assert calls == [1]
+    assert recorded_cpus(tmp_path) == {"not recorded": 1, cpu_model(): 1}
+
+
+def test_conditions_list_a_mapping_on_one_line():
+    assert conditions_markdown({"cpu": "x", "runs by cpu": {"A": 3, "B": 2}}) == ["## Conditions", "", "- cpu: x", "- runs by cpu: A: 3; B: 2", ""]
