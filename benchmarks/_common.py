@@ -39,7 +39,10 @@ def conditions(threads: int) -> dict:
 
 def conditions_markdown(cond: dict, seconds: float | None = None) -> list[str]:
     """The '## Conditions' section every results file ends with."""
-    lines = ["## Conditions", "", *[f"- {k}: {'; '.join(f'{a}: {b}' for a, b in v.items()) if isinstance(v, dict) else v}" for k, v in cond.items()]]
+    def shown(value) -> str:  # a mapping (runs by CPU) on one line
+        return "; ".join(f"{name}: {count}" for name, count in value.items()) if isinstance(value, dict) else str(value)
+
+    lines = ["## Conditions", "", *[f"- {k}: {shown(v)}" for k, v in cond.items()]]
     if seconds is not None:
         lines.append(f"- wall time: {seconds:.0f} s")
     return lines + [""]
