@@ -9,6 +9,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -111,15 +112,15 @@ def train_resumably(spec, out_dir: Path) -> dict:
     return train_run(replace(spec, config=replace(spec.config, save_every=1)), out_dir, resume=bool(checkpoint_dirs(out_dir)))
 
 
-def _recorded_entry(work: Path, key: str) -> dict | None:
-    """`key`'s entry in work/finished.jsonl ({"key", "result"}), or None while it is not there."""
+def _recorded_entries(work: Path) -> list[dict]:
+    """Every entry of work/finished.jsonl ({"key", "result", "cpu"}; older entries lack "cpu"), none before it exists."""
     record = work / "finished.jsonl"
-    if record.is_file():
-        for line in record.read_text().splitlines():
-            entry = json.loads(line)
-            if entry["key"] == key:
-                return entry
-    return None
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.is_file() else []
+
+
+def _recorded_entry(work: Path, key: str) -> dict | None:
+    """`key`'s entry in work/finished.jsonl, or None while it is not there."""
+    return next((entry for entry in _recorded_entries(work) if entry["key"] == key), None)
 
 
 def wait_for(work: Path, keys, poll_s: float = 30.0) -> None:
@@ -156,8 +157,4 @@ def resumable(work: Path, key: str, compute):
 def recorded_cpus(work: Path) -> dict[str, int]:
     """How many of the runs recorded in work/finished.jsonl each CPU computed (a study resumed on other machines
     mixes them; float results differ between CPUs' kernels, so a page says which)."""
-    counts: dict[str, int] = {}
-    for line in (work / "finished.jsonl").read_text().splitlines():
-        cpu = json.loads(line).get("cpu", "not recorded")
-        counts[cpu] = counts.get(cpu, 0) + 1
-    return counts
+    return dict(Counter(entry.get("cpu", "not recorded") for entry in _recorded_entries(work)))
