@@ -130,12 +130,23 @@ def test_impossible_budget_is_one_clear_error(tmp_path):
         run_search(SPACE, MacsHungry(SPACE), Constraints(max_macs=1e6), SearchConfig("random", trials=2, in_chans=1), tmp_path)
 
 
-def test_cli_search_with_train_evaluator_and_derive(cli, tmp_path):
+def test_cli_search_with_train_evaluator_and_derive(cli, tmp_path, monkeypatch):
+    from slimvision.nas import evaluators
+
+    trained_epochs = []
+
+    class RecordingTrainer(evaluators.Trainer):
+        def __init__(self, model, train, val, config):
+            trained_epochs.append(config.epochs)
+            super().__init__(model, train, val, config)
+
+    monkeypatch.setattr(evaluators, "Trainer", RecordingTrainer)
     code, out, err = cli(
-        "search", "--space", "mbv2", "--strategy", "random", "--evaluator", "train", "--image-size", "8", "--trials", "2",
-        "--max-macs", "8M", "--out", tmp_path / "s", "--json",
+        "search", "--space", "mbv2", "--strategy", "random", "--evaluator", "train", "--epochs", "1", "--image-size", "8",
+        "--trials", "2", "--max-macs", "8M", "--out", tmp_path / "s", "--json",
     )
     assert code == 0, err
+    assert trained_epochs == [1, 1]  # --epochs reaches each candidate's stand-alone training
     front = json.loads(out)
     assert front and all(p["macs"] <= 8e6 for p in front)
     code, _, err = cli("derive", tmp_path / "s" / "pareto.json", "--index", "0", "--out", tmp_path / "m")
@@ -148,6 +159,8 @@ def test_cli_search_with_train_evaluator_and_derive(cli, tmp_path):
     assert json.loads(out)["macs"] <= 8e6 and json.loads(out)["input_size"] == [1, 8, 8]
     code, _, err = cli("search", "--evaluator", "oneshot", "--trials", "1", "--out", tmp_path / "x")
     assert code == 1 and "--supernet" in err
+    code, _, err = cli("search", "--evaluator", "naswot", "--epochs", "2", "--trials", "1", "--out", tmp_path / "y")
+    assert code == 1 and "--evaluator naswot trains nothing" in err and not (tmp_path / "y").exists()
 
 
 def test_unknown_evaluator_lists_known_ones():

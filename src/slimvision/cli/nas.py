@@ -56,7 +56,7 @@ def search_command(
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Parameter limit, e.g. 500k."),
     max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="Latency limit at batch 1 (per-block lookup table measured on this machine)."),
     trials: Optional[int] = typer.Option(None, "--trials", help="Architectures to evaluate (default 50; predictor: archs given ground truth, default 20)."),
-    epochs: int = typer.Option(5, "--epochs", help="darts | gdas | enas: supernet training epochs."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="darts | gdas | enas: supernet training epochs (default 5); --evaluator train: each candidate's stand-alone training epochs (default 3)."),
     second_order: bool = typer.Option(False, "--second-order", help="darts: second-order (unrolled, finite-difference) architecture gradient."),
     encoder: str = typer.Option("gates", "--encoder", help="predictor: mlp | gcn | gates."),
     bench: Optional[Path] = typer.Option(None, "--bench", help="Benchmark table for bench_accuracy/percentile and the predictor's ground truth: a file, or a shipped table by name, digits (default) or digits-hard."),
@@ -82,14 +82,19 @@ def search_command(
         from slimvision.measure import pinned_threads
 
         with pinned_threads(threads):
-            _cell_search(space, strategy, data, data_root, image_size, epochs, seed, trials, second_order, encoder, bench, bench_cache, out, json_output)
+            _cell_search(space, strategy, data, data_root, image_size, 5 if epochs is None else epochs, seed, trials, second_order, encoder, bench, bench_cache, out, json_output)
         return
+    from slimvision.errors import ConfigError
     from slimvision.nas import SPACES, create_evaluator
     from slimvision.nas.strategies import Constraints, SearchConfig, run_search
 
     search_space = SPACES.get(space)()
     config = SearchConfig(strategy, 50 if trials is None else trials, population, seed, image_size, in_chans, 10, threads)
     context = {"supernet": supernet, "data": data, "data_root": data_root, "image_size": image_size, "seed": seed}
+    if epochs is not None:
+        if evaluator != "train":
+            raise ConfigError(f"--epochs sets the supernet training of darts | gdas | enas or the stand-alone training of --evaluator train; --evaluator {evaluator} trains nothing")
+        context["epochs"] = epochs
     if ray_address:
         from slimvision.nas.ray_backend import RayTuneEvaluator
 
