@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,35 @@ def test_search_resumes_without_re_evaluating(tmp_path):
     again = MacsHungry(SPACE)
     run_search(SPACE, again, Constraints(max_macs=40e6), SearchConfig("evolution", trials=12, population=4, in_chans=1), tmp_path)
     assert first_calls == 8 and again.calls == 4  # only the 4 new trials are evaluated
+
+
+def test_a_search_refuses_to_resume_a_log_scored_another_way(tmp_path, monkeypatch):
+    from slimvision.nas.evaluator import scoring_settings
+
+    def evaluator(**context):
+        judge = MacsHungry(SPACE)
+        judge.settings = scoring_settings("macs-hungry", context)
+        return judge
+
+    def search(judge, trials):
+        return run_search(SPACE, judge, Constraints(max_macs=40e6), SearchConfig("evolution", trials=trials, population=4, in_chans=1), tmp_path / "s")
+
+    search(evaluator(seed=0, supernet=tmp_path / "sn"), 4)
+    log = (tmp_path / "s" / "evaluations.jsonl").read_text()
+    other = evaluator(seed=1, supernet=tmp_path / "sn")
+    with pytest.raises(ConfigError, match="seed 0 -> 1"):
+        search(other, 8)
+    assert other.calls == 0 and (tmp_path / "s" / "evaluations.jsonl").read_text() == log
+    monkeypatch.chdir(tmp_path)  # the same supernet named by a relative path is the same setting
+    same = evaluator(seed=0, supernet=Path("sn"))
+    search(same, 8)
+    assert same.calls == 4
+
+
+def test_create_evaluator_records_its_name_and_context_as_its_scoring_settings():
+    from slimvision.nas import create_evaluator
+
+    assert create_evaluator("naswot", SPACE, data="digits", image_size=8, seed=3).settings == {"evaluator": "naswot", "data": "digits", "image_size": 8, "seed": 3}
 
 
 class BatchRecorder(MacsHungry):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Callable
 
 from slimvision.nas.space import Arch, SearchSpace
@@ -14,6 +15,7 @@ class Evaluator(ABC):
 
     name: str = ""
     workers: int = 1  # archs that score_many scores at the same time; above 1, strategies hand it whole batches
+    settings: dict[str, Any] | None = None  # what its scores depend on: a search resumes only a log scored the same way
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -32,4 +34,11 @@ EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator", plugins=("slimvis
 
 
 def create_evaluator(name: str, space: SearchSpace, **context: Any) -> Evaluator:
-    return EVALUATORS.get(name)(space, **context)
+    evaluator = EVALUATORS.get(name)(space, **context)
+    evaluator.settings = scoring_settings(name, context)
+    return evaluator
+
+
+def scoring_settings(name: str, context: dict[str, Any]) -> dict[str, Any]:
+    """The evaluator's name and context as JSON values (paths resolved, so a resumed search may name them differently)."""
+    return {"evaluator": name, **{key: str(Path(value).resolve()) if isinstance(value, Path) else value for key, value in context.items()}}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.errors import ConfigError
-from slimvision.nas.evaluator import Evaluator
+from slimvision.nas.evaluator import Evaluator, scoring_settings
 from slimvision.nas.space import Arch, SearchSpace
 
 
@@ -50,7 +50,7 @@ class RayTuneEvaluator(Evaluator):
             raise ConfigError("the Ray backend needs ray[tune]: pip install 'slimvision[distributed]'") from None
         if workers < 1:
             raise ConfigError(f"--ray-workers must be >= 1, got {workers}")
-        self.name = evaluator
+        self.name, self.settings = evaluator, scoring_settings(evaluator, context)
         self.evaluator, self.context, self.space_kwargs = evaluator, {k: str(v) if isinstance(v, Path) else v for k, v in context.items()}, space_kwargs or {}
         self.storage, self.address, self.workers = Path(storage).resolve(), address, workers
         self.batches = len(list(self.storage.glob("batch_*")))  # a resumed search numbers its Tune runs on

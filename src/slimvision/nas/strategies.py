@@ -58,6 +58,7 @@ class Search:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.out_dir / "evaluations.jsonl"
+        self._keep_scoring_settings(evaluator.settings)
         self.records: dict[str, dict[str, Any]] = {}
         self._macs: dict[str, int] = {}
         if self.log_path.is_file():
@@ -70,6 +71,19 @@ class Search:
             from slimvision.nas.latency_lut import LatencyTable
 
             self.latency = LatencyTable(self.out_dir / "latency_lut.json", config.image_size, config.in_chans, config.threads, space=space)
+
+    def _keep_scoring_settings(self, settings: dict[str, Any] | None) -> None:
+        """Record what the scores in the log depend on, and refuse to add to a log scored another way (its old and new
+        scores would be ranked together)."""
+        if settings is None:  # an evaluator built by hand: nothing to compare
+            return
+        path = self.out_dir / "scoring.json"
+        if self.log_path.is_file() and path.is_file():
+            recorded = json.loads(path.read_text())
+            changed = [f"{key} {recorded.get(key)!r} -> {settings.get(key)!r}" for key in sorted(recorded.keys() | settings.keys()) if recorded.get(key) != settings.get(key)]
+            if changed:
+                raise ConfigError(f"{self.out_dir} holds scores from another evaluator setting ({'; '.join(changed)}): use another --out, or delete it to start over")
+        atomic_write_json(path, settings)
 
     def macs(self, arch: Arch) -> int:
         key = self.space.encode(arch)
