@@ -165,7 +165,7 @@ def part_plants(only: str = "") -> None:
                 raise SystemExit(f"plant {name!r}: expected one occurrence of {before!r} in {rel}, found {text.count(before)}")
             target.write_text(text.replace(before, after))
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *tests],
                                   cwd=ROOT, env=_env(src), capture_output=True, text=True)
             failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
             rows.append({"bug": name, "where": f"src/slimvision/{rel}:{function}", "tests": tests, "command": COMMAND, "caught": proc.returncode == 1,
@@ -193,7 +193,11 @@ def part_mutmut(module: str, tests: list[str], functions: list[str], max_childre
             f"pytest_add_cli_args = {json.dumps([arg for node in deselect for arg in ('--deselect', node)])}\n"
         )
         pyproject = work / "pyproject.toml"
-        pyproject.write_text(pyproject.read_text().replace('addopts = "-q --import-mode=importlib"', 'addopts = "-q"') + config)
+        # mutmut runs pytest in its own process with its own plugin: no importlib mode, no worker processes
+        text, replaced = re.subn(r"^addopts = .*$", 'addopts = "-q"', pyproject.read_text(), count=1, flags=re.M)
+        if not replaced:
+            raise SystemExit(f"{pyproject}: no pytest addopts line to replace")
+        pyproject.write_text(text + config)
         mutmut = shutil.which("mutmut") or str(Path(sys.executable).parent / "mutmut")
         start = time.perf_counter()
         # mutmut puts mutants/src first on sys.path itself; a PYTHONPATH to the clean sources would hide the mutants
