@@ -82,7 +82,7 @@ def search_command(
         from slimvision.measure import pinned_threads
 
         with pinned_threads(threads):
-            _cell_search(space, strategy, data, data_root, image_size, 5 if epochs is None else epochs, seed, trials, second_order, encoder, bench, bench_cache, out, json_output)
+            _cell_search(space, strategy, data, data_root, image_size, epochs, seed, trials, second_order, encoder, bench, bench_cache, out, json_output)
         return
     from slimvision.errors import ConfigError
     from slimvision.nas import SPACES, create_evaluator
@@ -136,7 +136,7 @@ def _cell_search(space, strategy, data, data_root, image_size, epochs, seed, tri
 
     if space != "cell":
         raise ConfigError(f"--strategy {strategy} searches the cell space; got --space {space}")
-    config = CellSearchConfig(strategy, data, data_root, image_size, epochs, seed, second_order=second_order, encoder=encoder,
+    config = CellSearchConfig(strategy, data, data_root, image_size, CellSearchConfig.epochs if epochs is None else epochs, seed, second_order=second_order, encoder=encoder,
                               trials=20 if trials is None else trials, bench=str(bench) if bench else None,
                               bench_cache=str(bench_cache) if bench_cache else None, progress=not json_output)
     result = run_cell_search(config, out)

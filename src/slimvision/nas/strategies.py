@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from slimvision.errors import ConfigError
-from slimvision.io import atomic_write_json
+from slimvision.io import atomic_write_json, read_json
 from slimvision.measure import count_macs, count_params, measure_latency, pinned_threads
 from slimvision.nas.evaluator import Evaluator
 from slimvision.nas.space import Arch, SearchSpace
@@ -79,7 +79,7 @@ class Search:
             return
         path = self.out_dir / "scoring.json"
         if self.log_path.is_file() and path.is_file():
-            recorded = json.loads(path.read_text())
+            recorded = read_json(path)
             changed = [f"{key} {recorded.get(key)!r} -> {settings.get(key)!r}" for key in sorted(recorded.keys() | settings.keys()) if recorded.get(key) != settings.get(key)]
             if changed:
                 raise ConfigError(f"{self.out_dir} holds scores from another evaluator setting ({'; '.join(changed)}): use another --out, or delete it to start over")
